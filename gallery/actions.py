@@ -1,0 +1,314 @@
+"""Every write to galleries, photos, people and face tags goes through a `do_*` function here.
+
+`check_*` functions validate and raise `ActionError` with a message for the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from PIL import Image, UnidentifiedImageError
+
+from gallery.models import Face, FaceEvent, Gallery, GalleryMember, Person, Photo, UploadBatch
+
+
+class ActionError(ValueError):
+    """A request that cannot be carried out; the message is shown to the user."""
+
+
+def clean_display_name(name: str, *, limit: int = 255) -> str:
+    """A file or person name safe to show: no path parts, no control characters, bounded."""
+    base = PurePath(name.replace("\\", "/")).name if name else ""
+    cleaned = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
+    return (cleaned or "unnamed")[:limit]
+
+
+# Galleries ---------------------------------------------------------------------------------
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags:
+        value = clean_display_name(tag, limit=50).strip().lower()
+        if value and value != "unnamed":
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def do_create_gallery(
+    owner: AbstractBaseUser, name: str, description: str = "", tags: Iterable[str] = ()
+) -> Gallery:
+    name = name.strip()
+    if not name:
+        raise ActionError("A gallery needs a name.")
+    return Gallery.objects.create(
+        owner=owner, name=name[:200], description=description, tags=_clean_tags(tags)
+    )
+
+
+def do_update_gallery(
+    gallery: Gallery,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+) -> Gallery:
+    fields = ["updated_at"]
+    if name is not None:
+        if not name.strip():
+            raise ActionError("A gallery needs a name.")
+        gallery.name = name.strip()[:200]
+        fields.append("name")
+    if description is not None:
+        gallery.description = description
+        fields.append("description")
+    if tags is not None:
+        gallery.tags = _clean_tags(tags)
+        fields.append("tags")
+    gallery.save(update_fields=fields)
+    return gallery
+
+
+def do_share_gallery(gallery: Gallery, user: AbstractBaseUser, role: str) -> GalleryMember:
+    if role not in GalleryMember.Role.values:
+        raise ActionError(f"Unknown role {role!r}; use viewer or editor.")
+    if user.pk == gallery.owner_id:
+        raise ActionError("The owner already has full access.")
+    member, _ = GalleryMember.objects.update_or_create(
+        gallery=gallery, user=user, defaults={"role": role}
+    )
+    return member
+
+
+def do_unshare_gallery(gallery: Gallery, user: AbstractBaseUser) -> None:
+    GalleryMember.objects.filter(gallery=gallery, user=user).delete()
+
+
+# Uploads -----------------------------------------------------------------------------------
+
+
+@dataclass
+class UploadResult:
+    batch: UploadBatch
+    accepted: list[Photo] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+
+
+def _sha256(upload: UploadedFile) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+def check_upload(upload: UploadedFile) -> str:
+    """Cheap checks before a file is stored; returns its content type. Raises ActionError."""
+    limit = settings.FACEWEB_MAX_UPLOAD_BYTES
+    if upload.size == 0:
+        raise ActionError("the file is empty (0 bytes)")
+    if upload.size > limit:
+        raise ActionError(
+            f"the file is {upload.size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB upload limit"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(upload) as img:
+                width, height = img.size
+                fmt = img.format or ""
+    except UnidentifiedImageError as exc:
+        raise ActionError("this is not an image file in a format we can read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ActionError(f"the image header is corrupt ({exc})") from exc
+    finally:
+        upload.seek(0)
+    if width * height > settings.FACEWEB_MAX_IMAGE_PIXELS:
+        raise ActionError(
+            f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, "
+            f"over the limit of {settings.FACEWEB_MAX_IMAGE_PIXELS / 1e6:.0f} megapixels"
+        )
+    return Image.MIME.get(fmt, "application/octet-stream")
+
+
+def do_upload_photos(
+    gallery: Gallery, files: Iterable[UploadedFile], by: AbstractBaseUser
+) -> UploadResult:
+    """Store each acceptable file as a queued photo and enqueue it after commit.
+
+    Rejected files are listed with a reason; accepted originals are never altered.
+    """
+    from recognition.tasks import process_photo
+
+    files = list(files)
+    if len(files) > settings.FACEWEB_MAX_FILES_PER_UPLOAD:
+        raise ActionError(
+            f"{len(files)} files in one upload; the limit is "
+            f"{settings.FACEWEB_MAX_FILES_PER_UPLOAD}"
+        )
+    batch = UploadBatch.objects.create(gallery=gallery, created_by=by)
+    result = UploadResult(batch=batch)
+    for upload in files:
+        name = clean_display_name(upload.name or "")
+        try:
+            content_type = check_upload(upload)
+            sha = _sha256(upload)
+            existing = Photo.objects.filter(gallery=gallery, sha256=sha).first()
+            if existing is not None:
+                raise ActionError(
+                    f"the same photo is already in this gallery (as {existing.original_name!r})"
+                )
+            with transaction.atomic():
+                photo = Photo(
+                    gallery=gallery,
+                    batch=batch,
+                    uploaded_by=by,
+                    original_name=name,
+                    content_type=content_type,
+                    size_bytes=upload.size or 0,
+                    sha256=sha,
+                )
+                photo.original.save(name, upload, save=False)
+                photo.save()
+                transaction.on_commit(lambda pk=photo.pk: process_photo.delay(pk))
+        except ActionError as exc:
+            result.rejected.append({"name": name, "error": str(exc)})
+            continue
+        except IntegrityError:
+            result.rejected.append(
+                {"name": name, "error": "the same photo is already in this gallery"}
+            )
+            continue
+        result.accepted.append(photo)
+    if result.rejected:
+        batch.rejected = result.rejected
+        batch.save(update_fields=["rejected"])
+    return result
+
+
+def do_requeue_photo(photo: Photo) -> bool:
+    """Put a failed or stale photo back in the queue. Returns False if it was not requeued."""
+    from recognition.tasks import process_photo
+
+    updated = Photo.objects.filter(
+        pk=photo.pk, status__in=[Photo.Status.FAILED, Photo.Status.PROCESSING, Photo.Status.DONE]
+    ).update(status=Photo.Status.QUEUED, error="", processing_started_at=None)
+    if updated:
+        transaction.on_commit(lambda: process_photo.delay(photo.pk))
+    return bool(updated)
+
+
+def do_delete_photo(photo: Photo, by: AbstractBaseUser) -> None:
+    from recognition.templates import sync_face_templates
+
+    face_ids = list(photo.faces.values_list("pk", flat=True))
+    names = [photo.original.name, photo.thumbnail.name, photo.preview.name]
+    names += [name for name in photo.faces.values_list("crop", flat=True) if name]
+    FaceEvent.objects.create(
+        user=by, action="photo_deleted", data={"photo": photo.pk, "name": photo.original_name}
+    )
+    photo.delete()
+    sync_face_templates(face_ids)
+
+    def _remove() -> None:
+        from django.core.files.storage import default_storage
+
+        for name in names:
+            if name:
+                default_storage.delete(name)
+
+    transaction.on_commit(_remove)
+
+
+# People and tags ---------------------------------------------------------------------------
+
+
+def do_create_person(owner: AbstractBaseUser, name: str, by: AbstractBaseUser) -> Person:
+    name = clean_display_name(name, limit=200) if name.strip() else ""
+    if not name:
+        raise ActionError("A person needs a name.")
+    person = Person.objects.create(owner=owner, name=name)
+    FaceEvent.objects.create(user=by, person=person, action="person_created", data={"name": name})
+    return person
+
+
+def do_get_or_create_person(owner: AbstractBaseUser, name: str, by: AbstractBaseUser) -> Person:
+    existing = (
+        Person.objects.filter(owner=owner, name__iexact=name.strip(), merged_into__isnull=True)
+        .order_by("id")
+        .first()
+    )
+    return existing or do_create_person(owner, name, by)
+
+
+def check_person_for_face(face: Face, person: Person) -> None:
+    if person.owner_id != face.photo.gallery.owner_id:
+        raise ActionError("That person belongs to another library.")
+    if person.merged_into_id is not None:
+        raise ActionError("That person was merged into another one.")
+    clash = (
+        Face.objects.filter(photo_id=face.photo_id, person=person).exclude(pk=face.pk).first()
+    )
+    if clash is not None:
+        raise ActionError(
+            f"{person.name} is already tagged on another face in this photo; "
+            "two faces in one photo are never the same person."
+        )
+
+
+def do_tag_face(face: Face, person: Person, by: AbstractBaseUser) -> Face:
+    """Confirm `person` for `face` (caller checked write access to the face's gallery)."""
+    from recognition.templates import sync_face_templates
+
+    check_person_for_face(face, person)
+    previous = face.person_id
+    face.person = person
+    face.assignment = Face.Assignment.CONFIRMED
+    face.suggested_person = None
+    face.assigned_by = by
+    face.assigned_at = timezone.now()
+    face.save(
+        update_fields=["person", "assignment", "suggested_person", "assigned_by", "assigned_at"]
+    )
+    FaceEvent.objects.create(
+        user=by,
+        face=face,
+        person=person,
+        action="face_tagged",
+        data={"previous_person": previous},
+    )
+    sync_face_templates([face.pk])
+    return face
+
+
+def do_untag_face(face: Face, by: AbstractBaseUser) -> Face:
+    from recognition.templates import sync_face_templates
+
+    previous = face.person
+    face.person = None
+    face.assignment = Face.Assignment.NONE
+    face.match_distance = None
+    face.assigned_by = by
+    face.assigned_at = timezone.now()
+    face.save(
+        update_fields=["person", "assignment", "match_distance", "assigned_by", "assigned_at"]
+    )
+    FaceEvent.objects.create(
+        user=by,
+        face=face,
+        person=previous,
+        action="face_untagged",
+        data={"previous_person": previous.pk if previous else None},
+    )
+    sync_face_templates([face.pk])
+    return face

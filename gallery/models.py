@@ -1,0 +1,306 @@
+"""Galleries, photos, people and the faces that link them.
+
+Only `gallery/actions.py` and `recognition/actions.py` write these rows (see CONVENTIONS.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from pgvector.django import VectorField
+
+EMBEDDING_DIM = 128
+
+
+class Gallery(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="galleries"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tags = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "galleries"
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GalleryMember(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        EDITOR = "editor", "Editor"
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gallery_memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gallery", "user"], name="gallery_member_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.gallery}"
+
+
+class UploadBatch(models.Model):
+    """One submission of many files; the progress fragment polls its photos."""
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    rejected = models.JSONField(default=list, blank=True)  # [{"name": ..., "error": ...}]
+
+    class Meta:
+        verbose_name_plural = "upload batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} in {self.gallery}"
+
+
+def _storage_name(kind: str, instance: Photo, filename: str) -> str:
+    # The user's file name never reaches the file system: only a UUID and a known extension.
+    suffix = PurePosixPath(filename).suffix.lower()
+    if suffix not in {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}:
+        suffix = ".bin"
+    return f"{kind}/{instance.gallery_id}/{uuid.uuid4().hex}{suffix}"
+
+
+def original_upload_to(instance: Photo, filename: str) -> str:
+    return _storage_name("originals", instance, filename)
+
+
+def derived_upload_to(instance: Photo, filename: str) -> str:
+    return _storage_name("derived", instance, filename)
+
+
+class Photo(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="photos")
+    batch = models.ForeignKey(
+        UploadBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="photos"
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    original = models.FileField(upload_to=original_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    thumbnail = models.FileField(upload_to=derived_upload_to, max_length=255, blank=True)
+    preview = models.FileField(upload_to=derived_upload_to, max_length=255, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    taken_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["gallery", "sha256"], name="photo_unique_in_gallery")
+        ]
+        indexes = [
+            models.Index(fields=["gallery", "-created_at"]),
+            models.Index(fields=["status", "processing_started_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}
+
+
+class Person(models.Model):
+    """A named person in one owner's library; visible to members of the owner's galleries."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="people"
+    )
+    name = models.CharField(max_length=200)
+    hidden = models.BooleanField(default=False)
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="merged_from"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["owner", "name"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Face(models.Model):
+    class Quality(models.TextChoices):
+        PENDING = "pending", "Not checked"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected (out of distribution)"
+
+    class Review(models.TextChoices):
+        NONE = "", "Not reviewed"
+        APPROVED = "approved", "Approved by a reviewer"
+        CONFIRMED = "confirmed", "Rejection confirmed by a reviewer"
+
+    class Assignment(models.TextChoices):
+        NONE = "", "Unknown"
+        SUGGESTED = "suggested", "Suggested"
+        CONFIRMED = "confirmed", "Confirmed"
+
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="faces")
+    # Box in pixels of the orientation-corrected original.
+    left = models.IntegerField()
+    top = models.IntegerField()
+    width = models.IntegerField()
+    height = models.IntegerField()
+    landmarks = models.JSONField(default=list)  # five [x, y] points
+    det_score = models.FloatField(default=0.0)
+    too_small = models.BooleanField(default=False)
+    crop = models.FileField(upload_to=derived_upload_to, max_length=255, blank=True)
+
+    embedding = VectorField(dimensions=EMBEDDING_DIM, null=True, blank=True)
+    embedder_version = models.CharField(max_length=64, blank=True)
+
+    quality = models.JSONField(default=dict, blank=True)  # the filter's input features
+    ood_status = models.CharField(max_length=10, choices=Quality.choices, default=Quality.PENDING)
+    ood_score = models.FloatField(null=True, blank=True)
+    ood_reasons = models.JSONField(default=list, blank=True)
+    ood_model_version = models.CharField(max_length=64, blank=True)
+    review_status = models.CharField(
+        max_length=10, choices=Review.choices, default=Review.NONE, blank=True
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    person = models.ForeignKey(
+        Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="faces"
+    )
+    assignment = models.CharField(
+        max_length=10, choices=Assignment.choices, default=Assignment.NONE, blank=True
+    )
+    match_distance = models.FloatField(null=True, blank=True)
+    # The person offered as a suggestion when the match was not confident enough to assign.
+    suggested_person = models.ForeignKey(
+        Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="suggested_faces"
+    )
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["photo_id", "left"]
+        constraints = [
+            # Two faces in one photo are never the same person.
+            models.UniqueConstraint(
+                fields=["photo", "person"],
+                condition=Q(person__isnull=False),
+                name="face_one_person_per_photo",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["ood_status", "review_status"]),
+            models.Index(fields=["person", "assignment"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"face {self.pk} in photo {self.photo_id}"
+
+    @property
+    def is_trusted(self) -> bool:
+        """Usable for matching and as a template: passed the filter, or approved by a reviewer."""
+        if self.review_status == self.Review.APPROVED:
+            return True
+        if self.review_status == self.Review.CONFIRMED:
+            return False
+        return self.ood_status == self.Quality.ACCEPTED
+
+
+class FaceNotPerson(models.Model):
+    """A "not this person" decision: never suggest `person` for `face` again."""
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="not_persons")
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="+")
+    # The template face whose similarity caused the wrong suggestion, if known.
+    via_face = models.ForeignKey(
+        Face, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["face", "person"], name="face_not_person_unique")
+        ]
+
+
+class PersonMerge(models.Model):
+    """A reversible merge of `source` into `target`."""
+
+    source = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="+")
+    face_ids = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+
+class FaceEvent(models.Model):
+    """Audit log: who changed what about a face or a person, and when."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    face = models.ForeignKey(
+        Face, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    person = models.ForeignKey(
+        Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    action = models.CharField(max_length=40)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["action", "-created_at"])]
