@@ -60,4 +60,5 @@ def env_int_list(name: str, default: list[int]) -> list[int]:
     try:
         return [int(item) for item in items]
     except ValueError as exc:
-        raise ConfigError(f"{name}={os.environ.get(name)!r} is not a comma-separated list of integers") from exc
+        raw = os.environ.get(name)
+        raise ConfigError(f"{name}={raw!r} is not a comma-separated list of integers") from exc

@@ -256,9 +256,7 @@ def check_person_for_face(face: Face, person: Person) -> None:
         raise ActionError("That person belongs to another library.")
     if person.merged_into_id is not None:
         raise ActionError("That person was merged into another one.")
-    clash = (
-        Face.objects.filter(photo_id=face.photo_id, person=person).exclude(pk=face.pk).first()
-    )
+    clash = Face.objects.filter(photo_id=face.photo_id, person=person).exclude(pk=face.pk).first()
     if clash is not None:
         raise ActionError(
             f"{person.name} is already tagged on another face in this photo; "

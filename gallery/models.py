@@ -268,6 +268,9 @@ class FaceNotPerson(models.Model):
             models.UniqueConstraint(fields=["face", "person"], name="face_not_person_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"face {self.face_id} is not person {self.person_id}"
+
 
 class PersonMerge(models.Model):
     """A reversible merge of `source` into `target`."""
@@ -283,6 +286,9 @@ class PersonMerge(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     undone_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"merge of person {self.source_id} into {self.target_id}"
 
 
 class FaceEvent(models.Model):
@@ -304,3 +310,6 @@ class FaceEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["action", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} at {self.created_at:%Y-%m-%d %H:%M}"

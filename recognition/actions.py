@@ -105,7 +105,7 @@ def do_process_photo(photo: Photo) -> list[Face]:
         old_faces = list(Face.objects.select_for_update().filter(photo=photo))
         new_faces = [_face_row(photo, a, embedder.version) for a in analysed]
         _carry_over(old_faces, new_faces)
-        for face, a in zip(new_faces, analysed, strict=True):
+        for face in new_faces:
             crop = crop_with_margin(decoded.rgb, face.left, face.top, face.width, face.height)
             face.crop.save("face.jpg", ContentFile(jpeg_bytes(crop, max_side=256)), save=False)
         old_crops = [f.crop.name for f in old_faces]

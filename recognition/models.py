@@ -87,3 +87,6 @@ class ReviewDecision(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of face {self.face_id}"

@@ -49,9 +49,7 @@ def analyse_images(
         times.detect += (t1 - t0) * 1000
         times.align += (t2 - t1) * 1000
         detections.append(found)
-    all_chips = (
-        np.concatenate(chips) if chips else np.zeros((0, 150, 150, 3), dtype=np.uint8)
-    )
+    all_chips = np.concatenate(chips) if chips else np.zeros((0, 150, 150, 3), dtype=np.uint8)
     t3 = time.perf_counter()
     vectors = embedder.embed(all_chips)
     times.embed += (time.perf_counter() - t3) * 1000

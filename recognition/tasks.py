@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
     acks_late=True,
 )
 def process_photo(self: object, photo_id: int) -> str:
-    """Claim a queued photo and process it. Safe to run twice: a second run finds nothing to claim."""
+    """Claim a queued photo and process it; a second run finds nothing to claim."""
     claimed = Photo.objects.filter(pk=photo_id, status=Photo.Status.QUEUED).update(
         status=Photo.Status.PROCESSING,
         processing_started_at=timezone.now(),

@@ -62,7 +62,7 @@ def test_it_reports_a_missing_stored_file(tmp_path: Path) -> None:
 def test_it_converts_every_mode_to_rgb(mode: str, fmt: str) -> None:
     base = Image.open(OBAMA).convert("RGB").resize((120, 90))
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257))
+        img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
     elif mode == "P":
         img = base.quantize(64)
     else:

@@ -46,8 +46,10 @@ def redis_worker(tmp_path: Path) -> Iterator[str]:
     }
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "faceweb", "worker", "-Q", queue, "-c", "1"]
-        + ["--pool", "solo", "--without-gossip", "--without-mingle", "-l", "info"],
+        [
+            *(sys.executable, "-m", "celery", "-A", "faceweb", "worker", "-Q", queue, "-c", "1"),
+            *("--pool", "solo", "--without-gossip", "--without-mingle", "-l", "info"),
+        ],
         cwd=REPO,
         env=env,
         stdout=log,

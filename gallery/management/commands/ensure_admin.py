@@ -12,7 +12,9 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Create the 'admin' superuser on first run (password from FACEWEB_ADMIN_PASSWORD or generated)."
+    help = (
+        "Create the 'admin' superuser on first run (password: FACEWEB_ADMIN_PASSWORD or generated)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         password_file = settings.VAR_DIR / "admin_password.txt"
