@@ -197,12 +197,15 @@ def do_upload_photos(
 
 
 def do_requeue_photo(photo: Photo) -> bool:
-    """Put a failed or stale photo back in the queue. Returns False if it was not requeued."""
+    """Put a photo (back) in the queue; a queued photo whose message was lost is sent again.
+
+    The task's conditional claim makes a duplicate message harmless. False if the photo is gone.
+    """
     from recognition.tasks import process_photo
 
-    updated = Photo.objects.filter(
-        pk=photo.pk, status__in=[Photo.Status.FAILED, Photo.Status.PROCESSING, Photo.Status.DONE]
-    ).update(status=Photo.Status.QUEUED, error="", processing_started_at=None)
+    updated = Photo.objects.filter(pk=photo.pk).update(
+        status=Photo.Status.QUEUED, error="", processing_started_at=None
+    )
     if updated:
         transaction.on_commit(lambda: process_photo.delay(photo.pk))
     return bool(updated)

@@ -33,7 +33,9 @@ class Command(BaseCommand):
         stale = Q(status=Photo.Status.PROCESSING) & (
             Q(processing_started_at__lt=cutoff) | Q(processing_started_at__isnull=True)
         )
-        wanted = Q(status=Photo.Status.FAILED) | stale
+        # A photo queued that long ago lost its message (e.g. a broker without persistence).
+        lost = Q(status=Photo.Status.QUEUED, created_at__lt=cutoff)
+        wanted = Q(status=Photo.Status.FAILED) | stale | lost
         if options["all"]:
             wanted |= Q(status=Photo.Status.DONE)
         photos = Photo.objects.filter(wanted)
