@@ -74,19 +74,21 @@ class UploadBatch(models.Model):
         return f"batch {self.pk} in {self.gallery}"
 
 
-def _storage_name(kind: str, instance: Photo, filename: str) -> str:
+def _storage_name(kind: str, instance: Photo | Face, filename: str) -> str:
     # The user's file name never reaches the file system: only a UUID and a known extension.
+    # The gallery id is the second path part: gallery.views.media relies on it to check access.
     suffix = PurePosixPath(filename).suffix.lower()
     if suffix not in {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}:
         suffix = ".bin"
-    return f"{kind}/{instance.gallery_id}/{uuid.uuid4().hex}{suffix}"
+    gallery_id = instance.photo.gallery_id if isinstance(instance, Face) else instance.gallery_id
+    return f"{kind}/{gallery_id}/{uuid.uuid4().hex}{suffix}"
 
 
 def original_upload_to(instance: Photo, filename: str) -> str:
     return _storage_name("originals", instance, filename)
 
 
-def derived_upload_to(instance: Photo, filename: str) -> str:
+def derived_upload_to(instance: Photo | Face, filename: str) -> str:
     return _storage_name("derived", instance, filename)
 
 
