@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import dlib
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 MODELS_PACKAGE = "face_recognition_models"
 
@@ -78,13 +78,6 @@ def _cnn_detector() -> dlib.cnn_face_detection_model_v1:
 @functools.cache
 def _landmark_predictor() -> dlib.shape_predictor:
     return dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
-
-
-def load_rgb(path: pathlib.Path) -> np.ndarray:
-    """Decode an image file to HxWx3 uint8 RGB, applying its EXIF orientation."""
-    with Image.open(path) as img:
-        upright = ImageOps.exif_transpose(img)
-        return np.asarray(upright.convert("RGB"))
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import dlib
 import numpy as np
 import pytest
 
-from recognition.detection import align_faces, detect_faces, load_rgb, model_path
+from recognition.detection import align_faces, detect_faces, model_path
 from recognition.embedding import (
     DLIB_RESNET_FILE,
     DLIB_RESNET_VERSION,
@@ -19,6 +19,7 @@ from recognition.embedding import (
     get_embedder,
     load_dlib_resnet,
 )
+from recognition.imageio import decode_image
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))
@@ -36,6 +37,10 @@ PHOTOS = [
     "lfw/Anna_Kournikova/Anna_Kournikova_0001.jpg",
     "lfw/Ashanti/Ashanti_0001.jpg",
 ]
+
+
+def load_rgb(path: pathlib.Path) -> np.ndarray:
+    return decode_image(path, max_pixels=50_000_000).rgb
 
 
 @pytest.fixture(scope="module")
