@@ -94,6 +94,34 @@ def do_unshare_gallery(gallery: Gallery, user: AbstractBaseUser) -> None:
     GalleryMember.objects.filter(gallery=gallery, user=user).delete()
 
 
+def do_delete_gallery(gallery: Gallery, by: AbstractBaseUser) -> None:
+    """Delete a gallery with its photos and faces; files go once the deletion is committed."""
+    photos = Photo.objects.filter(gallery=gallery)
+    names = [
+        name
+        for row in photos.values_list("original", "thumbnail", "preview")
+        for name in row
+        if name
+    ]
+    names += [
+        name
+        for name in Face.objects.filter(photo__gallery=gallery).values_list("crop", flat=True)
+        if name
+    ]
+    FaceEvent.objects.create(
+        user=by, action="gallery_deleted", data={"gallery": gallery.pk, "name": gallery.name}
+    )
+    gallery.delete()
+
+    def _remove() -> None:
+        from django.core.files.storage import default_storage
+
+        for name in names:
+            default_storage.delete(name)
+
+    transaction.on_commit(_remove)
+
+
 # Uploads -----------------------------------------------------------------------------------
 
 
@@ -252,6 +280,19 @@ def do_get_or_create_person(owner: AbstractBaseUser, name: str, by: AbstractBase
         .first()
     )
     return existing or do_create_person(owner, name, by)
+
+
+def do_rename_person(person: Person, name: str, by: AbstractBaseUser) -> Person:
+    cleaned = clean_display_name(name, limit=200) if name.strip() else ""
+    if not cleaned:
+        raise ActionError("A person needs a name.")
+    previous = person.name
+    person.name = cleaned
+    person.save(update_fields=["name", "updated_at"])
+    FaceEvent.objects.create(
+        user=by, person=person, action="person_renamed", data={"from": previous, "to": cleaned}
+    )
+    return person
 
 
 def check_person_for_face(face: Face, person: Person) -> None:
