@@ -47,6 +47,7 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 def _carry_over(old: list[Face], new: list[Face]) -> None:
     """Reprocessing keeps names: a new face inherits the decisions of the old face it overlaps."""
+    old = list(old)
     for face in new:
         box = (face.left, face.top, face.width, face.height)
         best = max(old, key=lambda o: _iou(box, (o.left, o.top, o.width, o.height)), default=None)

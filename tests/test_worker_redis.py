@@ -32,6 +32,12 @@ def _database_url() -> str:
     return f"postgresql://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def _reset_connections() -> None:
+    """Forget pooled broker connections so the next publish uses the current broker_url."""
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def redis_worker(tmp_path: Path) -> Iterator[str]:
     client = redis.Redis.from_url(REDIS_URL)
@@ -63,14 +69,13 @@ def redis_worker(tmp_path: Path) -> Iterator[str]:
     celery_app.conf.broker_url = REDIS_URL
     celery_app.conf.task_default_queue = queue
     celery_app.conf.task_always_eager = False
-    celery_app.pool.force_close_all()
-    celery_app._pool = None
+    _reset_connections()
     try:
         yield queue
     finally:
         for key, value in old.items():
             setattr(celery_app.conf, key, value)
-        celery_app._pool = None
+        _reset_connections()
         proc.terminate()
         try:
             proc.wait(timeout=20)
