@@ -1,1 +1,37 @@
-urlpatterns = []
+from __future__ import annotations
+
+from django.urls import path
+
+from gallery import views
+
+app_name = "gallery"
+
+urlpatterns = [
+    path("", views.gallery_list, name="gallery-list"),
+    path("galleries/new/", views.gallery_create, name="gallery-create"),
+    path("galleries/<int:gallery_id>/", views.gallery_detail, name="gallery-detail"),
+    path("galleries/<int:gallery_id>/edit/", views.gallery_update, name="gallery-update"),
+    path("galleries/<int:gallery_id>/delete/", views.gallery_delete, name="gallery-delete"),
+    path("galleries/<int:gallery_id>/share/", views.gallery_share, name="gallery-share"),
+    path(
+        "galleries/<int:gallery_id>/share/<int:user_id>/remove/",
+        views.gallery_unshare,
+        name="gallery-unshare",
+    ),
+    path("galleries/<int:gallery_id>/upload/", views.photo_upload, name="photo-upload"),
+    path(
+        "galleries/<int:gallery_id>/batches/<int:batch_id>/",
+        views.batch_progress,
+        name="batch-progress",
+    ),
+    path("photos/<int:photo_id>/", views.photo_detail, name="photo-detail"),
+    path("photos/<int:photo_id>/delete/", views.photo_delete, name="photo-delete"),
+    path("photos/<int:photo_id>/reprocess/", views.photo_reprocess, name="photo-reprocess"),
+    path("faces/<int:face_id>/", views.face_detail, name="face-detail"),
+    path("faces/<int:face_id>/tag/", views.face_tag, name="face-tag"),
+    path("faces/<int:face_id>/untag/", views.face_untag, name="face-untag"),
+    path("people/", views.person_list, name="person-list"),
+    path("people/<int:person_id>/", views.person_detail, name="person-detail"),
+    path("people/<int:person_id>/rename/", views.person_rename, name="person-rename"),
+    path("media/<path:path>", views.media, name="media"),
+]

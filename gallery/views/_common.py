@@ -1,0 +1,12 @@
+"""Small helpers shared by the HTML views."""
+
+from __future__ import annotations
+
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+
+def paginate(request: HttpRequest, items: QuerySet, per_page: int) -> Page:
+    """The requested page; a bad or out-of-range `page` gives the first or last page."""
+    return Paginator(items, per_page).get_page(request.GET.get("page"))
