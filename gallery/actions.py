@@ -19,7 +19,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
-from gallery.models import Face, FaceEvent, Gallery, GalleryMember, Person, Photo, UploadBatch
+from gallery.models import (
+    Face,
+    FaceEvent,
+    FaceNotPerson,
+    Gallery,
+    GalleryMember,
+    Person,
+    PersonMerge,
+    Photo,
+    UploadBatch,
+)
 
 
 class ActionError(ValueError):
@@ -330,6 +340,7 @@ def do_tag_face(face: Face, person: Person, by: AbstractBaseUser) -> Face:
         data={"previous_person": previous},
     )
     sync_face_templates([face.pk])
+    _rematch_after_commit([face.pk])
     return face
 
 
@@ -354,3 +365,323 @@ def do_untag_face(face: Face, by: AbstractBaseUser) -> Face:
     )
     sync_face_templates([face.pk])
     return face
+
+
+# Suggestions, "not this person", bulk naming, merges ---------------------------------------
+
+
+def pending_person(face: Face) -> Person | None:
+    """The person a face is waiting to have confirmed: an automatic tag or a suggestion."""
+    if face.person_id is not None:
+        return face.person if face.assignment == Face.Assignment.SUGGESTED else None
+    return face.suggested_person if face.suggested_person_id is not None else None
+
+
+def _rematch_after_commit(face_ids: Iterable[int]) -> None:
+    """Newly confirmed faces are new templates: re-match the still-unknown faces near them."""
+    from recognition.tasks import rematch_near_faces
+
+    ids = sorted(set(face_ids))
+    if ids:
+        transaction.on_commit(lambda: rematch_near_faces.delay(ids))
+
+
+def _lock_and_refresh(face: Face) -> None:
+    """Re-read the tag columns under a row lock: the matcher may have moved them since the
+    caller loaded the face."""
+    Face.objects.select_for_update().filter(pk=face.pk).first()
+    face.refresh_from_db(
+        fields=["person", "assignment", "suggested_person", "match_distance", "assigned_at"]
+    )
+
+
+def _confirm(face: Face, person: Person, by: AbstractBaseUser, action: str) -> None:
+    """Caller holds a transaction. A person's confirmation outranks the matcher's guess: an
+    automatic tag of the same person on another face of the photo is withdrawn first."""
+    _lock_and_refresh(face)
+    guessed = Face.objects.filter(
+        photo_id=face.photo_id, person=person, assignment=Face.Assignment.SUGGESTED
+    ).exclude(pk=face.pk)
+    for other in guessed:
+        other.person = None
+        other.assignment = Face.Assignment.NONE
+        other.match_distance = None
+        other.save(update_fields=["person", "assignment", "match_distance"])
+        FaceEvent.objects.create(
+            user=by,
+            face=other,
+            person=person,
+            action="match_cleared",
+            data={"reason": f"{person.name} was confirmed on face {face.pk} of the same photo"},
+        )
+    check_person_for_face(face, person)
+    previous = face.person_id
+    face.person = person
+    face.assignment = Face.Assignment.CONFIRMED
+    face.suggested_person = None
+    face.assigned_by = by
+    face.assigned_at = timezone.now()
+    face.save(
+        update_fields=["person", "assignment", "suggested_person", "assigned_by", "assigned_at"]
+    )
+    FaceEvent.objects.create(
+        user=by,
+        face=face,
+        person=person,
+        action=action,
+        data={"previous_person": previous, "distance": face.match_distance},
+    )
+
+
+def do_confirm_suggestion(face: Face, by: AbstractBaseUser) -> Face:
+    """Confirm the automatic tag or the suggestion of `face` (caller checked write access)."""
+    confirmed, errors = do_confirm_suggestions([face], by)
+    if errors:
+        raise ActionError(errors[0][1])
+    return confirmed[0]
+
+
+def do_confirm_suggestions(
+    faces: Iterable[Face], by: AbstractBaseUser
+) -> tuple[list[Face], list[tuple[Face, str]]]:
+    """Confirm many suggestions; each face that cannot be confirmed is returned with why."""
+    from recognition.templates import sync_face_templates
+
+    confirmed: list[Face] = []
+    errors: list[tuple[Face, str]] = []
+    for face in faces:
+        try:
+            with transaction.atomic():
+                _lock_and_refresh(face)
+                person = pending_person(face)
+                if person is None:
+                    raise ActionError("This face has no suggestion to confirm.")
+                _confirm(face, person, by, "suggestion_confirmed")
+        except ActionError as exc:
+            errors.append((face, str(exc)))
+            continue
+        confirmed.append(face)
+    ids = [f.pk for f in confirmed]
+    sync_face_templates(ids)
+    _rematch_after_commit(ids)
+    return confirmed, errors
+
+
+def do_tag_faces(
+    faces: Iterable[Face], person: Person, by: AbstractBaseUser
+) -> tuple[list[Face], list[tuple[Face, str]]]:
+    """Name many faces at once (a group on the "who is unknown" page).
+
+    Faces that would give `person` twice in one photo are skipped with the reason; the others
+    are confirmed.
+    """
+    from recognition.templates import sync_face_templates
+
+    tagged: list[Face] = []
+    errors: list[tuple[Face, str]] = []
+    for face in faces:
+        try:
+            with transaction.atomic():
+                _confirm(face, person, by, "face_tagged")
+        except ActionError as exc:
+            errors.append((face, str(exc)))
+            continue
+        tagged.append(face)
+    ids = [f.pk for f in tagged]
+    sync_face_templates(ids)
+    _rematch_after_commit(ids)
+    return tagged, errors
+
+
+def do_reject_suggestion(face: Face, by: AbstractBaseUser) -> Face:
+    """ "Not this person": remember it, drop the tag or suggestion, and match the face again.
+
+    Works on an automatic tag, a suggestion or a confirmed tag. The template face that made the
+    person look near is stored as `via_face`, so that pair of faces never matches again even if
+    that template later belongs to someone else.
+    """
+    rejected, errors = do_reject_suggestions([face], by)
+    if errors:
+        raise ActionError(errors[0][1])
+    return rejected[0]
+
+
+def do_reject_suggestions(
+    faces: Iterable[Face], by: AbstractBaseUser
+) -> tuple[list[Face], list[tuple[Face, str]]]:
+    from recognition.actions import do_match_faces, nearest_template_face
+    from recognition.templates import sync_face_templates
+
+    rejected: list[Face] = []
+    errors: list[tuple[Face, str]] = []
+    was_confirmed: list[int] = []
+    for face in faces:
+        with transaction.atomic():
+            _lock_and_refresh(face)
+            person = face.person if face.person_id is not None else face.suggested_person
+            if person is None:
+                errors.append((face, "This face has no person or suggestion to reject."))
+                continue
+            state = face.assignment if face.person_id is not None else "suggestion"
+            via = nearest_template_face(face, person)
+            FaceNotPerson.objects.get_or_create(
+                face=face, person=person, defaults={"via_face_id": via, "created_by": by}
+            )
+            fields = ["suggested_person", "match_distance", "assigned_by", "assigned_at"]
+            if face.person_id == person.pk:
+                face.person = None
+                face.assignment = Face.Assignment.NONE
+                fields += ["person", "assignment"]
+            face.suggested_person = None
+            face.match_distance = None
+            face.assigned_by = by
+            face.assigned_at = timezone.now()
+            face.save(update_fields=fields)
+            FaceEvent.objects.create(
+                user=by,
+                face=face,
+                person=person,
+                action="suggestion_rejected",
+                data={"was": state or "unknown", "via_face": via},
+            )
+        if state == Face.Assignment.CONFIRMED:
+            was_confirmed.append(face.pk)
+        rejected.append(face)
+    sync_face_templates(was_confirmed)
+    # The face may have another candidate now that this person is ruled out.
+    do_match_faces(rejected)
+    return rejected, errors
+
+
+def do_hide_person(person: Person, by: AbstractBaseUser, *, hidden: bool = True) -> Person:
+    """Hide a person (a stranger, a poster) from the people pages; their tags stay."""
+    person.hidden = hidden
+    person.save(update_fields=["hidden", "updated_at"])
+    FaceEvent.objects.create(
+        user=by, person=person, action="person_hidden" if hidden else "person_shown", data={}
+    )
+    return person
+
+
+def check_merge(source: Person, target: Person) -> None:
+    if source.pk == target.pk:
+        raise ActionError("A person cannot be merged into themselves.")
+    if source.owner_id != target.owner_id:
+        raise ActionError("Only people of the same library can be merged.")
+    if source.merged_into_id is not None or target.merged_into_id is not None:
+        raise ActionError("One of these people was already merged into someone else.")
+    together = (
+        Face.objects.filter(person=source)
+        .filter(photo__faces__person=target)
+        .values_list("photo_id", flat=True)
+        .distinct()
+    )
+    count = together.count()
+    if count:
+        raise ActionError(
+            f"{source.name} and {target.name} appear together in {count} photo"
+            f"{'s' if count != 1 else ''}; two faces in one photo are never the same person."
+        )
+
+
+def do_merge_people(source: Person, target: Person, by: AbstractBaseUser) -> PersonMerge:
+    """Move every face of `source` to `target` and log it so `do_undo_merge` can reverse it.
+
+    Suggestions of `source` become suggestions of `target`, and "not `source`" decisions become
+    "not `target`" (recorded, so an undo removes exactly those).
+    """
+    from recognition.templates import sync_face_templates
+
+    with transaction.atomic():
+        source = Person.objects.select_for_update().get(pk=source.pk)
+        target = Person.objects.select_for_update().get(pk=target.pk)
+        check_merge(source, target)
+        moved = list(Face.objects.filter(person=source).values_list("pk", flat=True))
+        target_photos = Face.objects.filter(person=target).values("photo_id")
+        suggested_qs = Face.objects.filter(suggested_person=source)
+        # A suggestion in a photo where the target is already tagged could never be confirmed.
+        dropped = list(suggested_qs.filter(photo_id__in=target_photos).values_list("pk", flat=True))
+        suggested = list(suggested_qs.exclude(pk__in=dropped).values_list("pk", flat=True))
+        Face.objects.filter(pk__in=moved).update(person=target)
+        Face.objects.filter(pk__in=suggested).update(suggested_person=target)
+        Face.objects.filter(pk__in=dropped).update(suggested_person=None)
+        already = set(FaceNotPerson.objects.filter(person=target).values_list("face_id", flat=True))
+        created = [
+            FaceNotPerson.objects.create(
+                face_id=row.face_id, person=target, via_face_id=row.via_face_id, created_by=by
+            ).pk
+            for row in FaceNotPerson.objects.filter(person=source).exclude(face_id__in=already)
+        ]
+        source.merged_into = target
+        source.save(update_fields=["merged_into", "updated_at"])
+        merge = PersonMerge.objects.create(
+            source=source, target=target, face_ids=moved, created_by=by
+        )
+        FaceEvent.objects.create(
+            user=by,
+            person=target,
+            action="people_merged",
+            data={
+                "merge": merge.pk,
+                "source": source.pk,
+                "source_name": source.name,
+                "faces": moved,
+                "suggested": suggested,
+                "dropped_suggestions": dropped,
+                "not_person_rows": created,
+            },
+        )
+    sync_face_templates(moved)
+    return merge
+
+
+def do_undo_merge(merge: PersonMerge, by: AbstractBaseUser) -> Person:
+    """Give the merged person back their faces, suggestions and "not this person" decisions.
+
+    Faces re-tagged since the merge keep their new tag. A later merge of the target must be
+    undone first.
+    """
+    from recognition.templates import sync_face_templates
+
+    with transaction.atomic():
+        merge = PersonMerge.objects.select_for_update().get(pk=merge.pk)
+        if merge.undone_at is not None:
+            raise ActionError("This merge was already undone.")
+        source = Person.objects.select_for_update().get(pk=merge.source_id)
+        target = Person.objects.select_for_update().get(pk=merge.target_id)
+        if source.merged_into_id != target.pk:
+            raise ActionError(f"{source.name} is no longer merged into {target.name}.")
+        later = PersonMerge.objects.filter(
+            source=target, undone_at__isnull=True, created_at__gte=merge.created_at
+        ).first()
+        if later is not None:
+            raise ActionError(
+                f"{target.name} was merged into someone else afterwards; undo that merge first."
+            )
+        event = (
+            FaceEvent.objects.filter(action="people_merged", data__merge=merge.pk)
+            .order_by("id")
+            .first()
+        )
+        data = event.data if event is not None else {}
+        back = list(
+            Face.objects.filter(pk__in=merge.face_ids, person=target).values_list("pk", flat=True)
+        )
+        Face.objects.filter(pk__in=back).update(person=source)
+        Face.objects.filter(pk__in=data.get("suggested", []), suggested_person=target).update(
+            suggested_person=source
+        )
+        FaceNotPerson.objects.filter(pk__in=data.get("not_person_rows", [])).delete()
+        source.merged_into = None
+        source.save(update_fields=["merged_into", "updated_at"])
+        merge.undone_by = by
+        merge.undone_at = timezone.now()
+        merge.save(update_fields=["undone_by", "undone_at"])
+        FaceEvent.objects.create(
+            user=by,
+            person=source,
+            action="merge_undone",
+            data={"merge": merge.pk, "target": target.pk, "faces": back},
+        )
+    sync_face_templates(back)
+    return source

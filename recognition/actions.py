@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from gallery.models import Face, Photo
+from gallery.models import Face, Person, Photo
+from recognition import matching
 from recognition.detection import DetectorConfig
 from recognition.embedding import get_embedder
 from recognition.imageio import BadImage, crop_with_margin, decode_image, jpeg_bytes
@@ -143,3 +148,292 @@ def _delete_files(names: list[str]) -> None:
     for name in names:
         if name:
             default_storage.delete(name)
+
+
+# Matching faces to people ------------------------------------------------------------------
+
+# Enough neighbours for the look-alike margin after "not this person" exclusions.
+MATCH_TOP_N = 4
+# A confirmed face re-matches at most this many unknown faces near it (nearest first).
+REMATCH_LIMIT = 500
+
+
+def _embedding(face: Face) -> np.ndarray:
+    return np.asarray(face.embedding, dtype=np.float32)
+
+
+def _owner_gallery_ids(owner_id: int) -> list[int]:
+    from gallery.models import Gallery
+
+    return list(Gallery.objects.filter(owner_id=owner_id).values_list("pk", flat=True))
+
+
+def nearest_template_face(face: Face, person: Person) -> int | None:
+    """The template face of `person` nearest to `face`: what made the person look near."""
+    from pgvector.django import L2Distance
+
+    from recognition.models import Template
+
+    if face.embedding is None:
+        return None
+    return (
+        Template.objects.filter(person=person, embedder_version=face.embedder_version)
+        .exclude(face_id=face.pk)
+        .annotate(d=L2Distance("face__embedding", _embedding(face)))
+        .order_by("d")
+        .values_list("face_id", flat=True)
+        .first()
+    )
+
+
+def _banned(face_ids: list[int]) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
+    """Per face: people it is not, and faces it must never match through (both directions)."""
+    from gallery.models import FaceNotPerson
+
+    people: dict[int, set[int]] = defaultdict(set)
+    faces: dict[int, set[int]] = defaultdict(set)
+    rows = FaceNotPerson.objects.filter(Q(face_id__in=face_ids) | Q(via_face_id__in=face_ids))
+    for face_id, person_id, via in rows.values_list("face_id", "person_id", "via_face_id"):
+        if face_id in face_ids:
+            people[face_id].add(person_id)
+            if via is not None:
+                faces[face_id].add(via)
+        if via is not None and via in face_ids:
+            faces[via].add(face_id)
+    return people, faces
+
+
+def _refine(face: Face, person_id: int, banned_faces: set[int]) -> matching.Candidate | None:
+    """The person's nearest template other than the banned ones (the search returns one per
+    person, which may be a banned one)."""
+    from pgvector.django import L2Distance
+
+    from recognition.models import Template
+
+    row = (
+        Template.objects.filter(person_id=person_id, embedder_version=face.embedder_version)
+        .exclude(face_id__in=banned_faces)
+        .annotate(d=L2Distance("face__embedding", _embedding(face)))
+        .order_by("d")
+        .values_list("face_id", "d")
+        .first()
+    )
+    return matching.Candidate(person_id, float(row[1]), row[0]) if row else None
+
+
+def _candidates(faces: list[Face]) -> dict[int, list[matching.Candidate]]:
+    """Usable candidates per face from the staged search over its library's templates."""
+    from recognition.search import match_faces
+
+    ids = [f.pk for f in faces]
+    banned_people, banned_faces = _banned(ids)
+    groups: dict[tuple[int, str], list[Face]] = defaultdict(list)
+    for face in faces:
+        groups[(face.photo.gallery.owner_id, face.embedder_version)].append(face)
+    found: dict[int, list[matching.Candidate]] = {}
+    for (owner_id, version), members in groups.items():
+        results = match_faces(
+            np.stack([_embedding(f) for f in members]),
+            gallery_ids=_owner_gallery_ids(owner_id),
+            embedder_version=version,
+            top_n=MATCH_TOP_N,
+            exclude_person_ids=[banned_people.get(f.pk, set()) for f in members],
+        )
+        for face, result in zip(members, results, strict=True):
+            cands: list[matching.Candidate] = []
+            for c in result.candidates:
+                if c.face_id in banned_faces.get(face.pk, ()):
+                    refined = _refine(face, c.person_id, banned_faces[face.pk])
+                    if refined is not None:
+                        cands.append(refined)
+                else:
+                    cands.append(matching.Candidate(c.person_id, c.distance, c.face_id))
+            found[face.pk] = matching.usable_candidates(
+                cands,
+                banned_people=banned_people.get(face.pk, ()),
+                banned_faces=banned_faces.get(face.pk, ()),
+            )
+    live = set(
+        Person.objects.filter(
+            pk__in={c.person_id for cands in found.values() for c in cands},
+            merged_into__isnull=True,
+        ).values_list("pk", flat=True)
+    )
+    return {fid: [c for c in cands if c.person_id in live] for fid, cands in found.items()}
+
+
+def _target_state(match: matching.FaceMatch) -> tuple[int | None, str, int | None, float | None]:
+    """(person, assignment, suggested_person, match_distance) for a decision."""
+    if match.decision is matching.Decision.AUTO:
+        return match.person_id, Face.Assignment.SUGGESTED, None, match.distance
+    if match.decision is matching.Decision.SUGGEST:
+        return None, Face.Assignment.NONE, match.person_id, match.distance
+    return None, Face.Assignment.NONE, None, None
+
+
+def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
+    """Match trusted faces to their library's people and store the outcome.
+
+    Every face of the photos involved that is not CONFIRMED is decided again, together, so one
+    person never lands on two faces of a photo. Confident matches are tagged (assignment
+    "suggested", person set), near ones become suggestions, the rest are unknown; untrusted
+    faces lose any automatic tag. Confirmed tags are never touched. Changes are FaceEvents with
+    no user (the matcher).
+    """
+    from recognition.calibration import thresholds
+
+    photo_ids = {f.photo_id for f in faces}
+    if not photo_ids:
+        return {}
+    rows = list(Face.objects.filter(photo_id__in=photo_ids).select_related("photo__gallery"))
+    open_faces = [
+        f
+        for f in rows
+        if f.assignment != Face.Assignment.CONFIRMED and f.is_trusted and f.embedding is not None
+    ]
+    candidates = _candidates(open_faces) if open_faces else {}
+    by_photo: dict[int, list[Face]] = defaultdict(list)
+    for face in open_faces:
+        by_photo[face.photo_id].append(face)
+    decided: dict[int, matching.FaceMatch] = {}
+    for photo_id, members in by_photo.items():
+        taken = {
+            f.person_id
+            for f in rows
+            if f.photo_id == photo_id
+            and f.person_id is not None
+            and f.assignment == Face.Assignment.CONFIRMED
+        }
+        limits = thresholds(members[0].embedder_version)
+        decided.update(
+            matching.assign_photo(
+                {f.pk: candidates.get(f.pk, []) for f in members},
+                same=limits.same,
+                possible=limits.possible,
+                taken_people=taken,
+            )
+        )
+    for face in rows:
+        if face.assignment != Face.Assignment.CONFIRMED and face.pk not in decided:
+            decided[face.pk] = matching.FaceMatch(face.pk, matching.Decision.UNKNOWN)
+    _store_matches(photo_ids, decided)
+    return decided
+
+
+def _store_matches(photo_ids: set[int], decided: dict[int, matching.FaceMatch]) -> None:
+    from gallery.models import FaceEvent
+
+    now = timezone.now()
+    with transaction.atomic():
+        locked = list(
+            Face.objects.select_for_update().filter(photo_id__in=photo_ids).order_by("pk")
+        )
+        # A person confirmed meanwhile (a user was quicker) wins over the matcher.
+        held = {
+            (f.photo_id, f.person_id)
+            for f in locked
+            if f.person_id is not None and f.assignment == Face.Assignment.CONFIRMED
+        }
+        changes: list[tuple[Face, tuple[int | None, str, int | None, float | None]]] = []
+        for face in locked:
+            match = decided.get(face.pk)
+            if match is None or face.assignment == Face.Assignment.CONFIRMED:
+                continue
+            state = _target_state(match)
+            if (face.photo_id, state[0]) in held or (face.photo_id, state[2]) in held:
+                state = (None, Face.Assignment.NONE, None, None)
+            current = (face.person_id, face.assignment, face.suggested_person_id)
+            if current == state[:3] and face.match_distance == state[3]:
+                continue
+            changes.append((face, state))
+        if not changes:
+            return
+        # Two steps so that people moving between faces of a photo never meet the
+        # one-person-per-photo constraint half way.
+        moving = [
+            f.pk for f, state in changes if f.person_id is not None and f.person_id != state[0]
+        ]
+        Face.objects.filter(pk__in=moving).update(person=None)
+        events = []
+        for face, (person, assignment, suggested, distance) in changes:
+            before = (face.person_id, face.suggested_person_id)
+            face.person_id = person
+            face.assignment = assignment
+            face.suggested_person_id = suggested
+            face.match_distance = distance
+            face.assigned_by = None
+            face.assigned_at = now
+            face.save(
+                update_fields=[
+                    "person",
+                    "assignment",
+                    "suggested_person",
+                    "match_distance",
+                    "assigned_by",
+                    "assigned_at",
+                ]
+            )
+            match = decided[face.pk]
+            if person is not None:
+                action = "face_auto_tagged"
+            elif suggested is not None:
+                action = "face_suggested"
+            else:
+                action = "match_cleared"
+            events.append(
+                FaceEvent(
+                    user=None,
+                    face=face,
+                    person_id=person or suggested or before[0] or before[1],
+                    action=action,
+                    data={
+                        "distance": distance,
+                        "via_face": match.via_face_id,
+                        "previous_person": before[0],
+                        "previous_suggestion": before[1],
+                    },
+                )
+            )
+        FaceEvent.objects.bulk_create(events)
+
+
+def do_rematch_near_faces(face_ids: Iterable[int]) -> int:
+    """Re-match the unconfirmed trusted faces of the same library near newly confirmed faces.
+
+    Cheap: one nearest-neighbour query per confirmed face, limited to faces within the
+    `possible` distance. Returns how many faces were matched again.
+    """
+    from pgvector.django import L2Distance
+
+    from recognition.calibration import thresholds
+    from recognition.templates import trusted_q
+
+    sources = list(
+        Face.objects.filter(
+            pk__in=list(face_ids),
+            assignment=Face.Assignment.CONFIRMED,
+            embedding__isnull=False,
+        ).select_related("photo__gallery")
+    )
+    near: set[int] = set()
+    for face in sources:
+        if not face.is_trusted:
+            continue
+        limit = thresholds(face.embedder_version).possible
+        near.update(
+            Face.objects.filter(
+                trusted_q(),
+                photo__gallery__owner_id=face.photo.gallery.owner_id,
+                embedder_version=face.embedder_version,
+                embedding__isnull=False,
+            )
+            .exclude(assignment=Face.Assignment.CONFIRMED)
+            .annotate(d=L2Distance("embedding", _embedding(face)))
+            .filter(d__lt=limit)
+            .order_by("d")
+            .values_list("pk", flat=True)[:REMATCH_LIMIT]
+        )
+    if not near:
+        return 0
+    do_match_faces(list(Face.objects.filter(pk__in=near)))
+    return len(near)

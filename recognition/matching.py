@@ -1,7 +1,7 @@
 """Match decisions for faces against people: pure logic, no ORM, no settings.
 
 A face is tagged automatically (person set, assignment "suggested") when its nearest person is
-within the calibrated `same` distance and clearly nearer than the runner-up, offered as a
+within the calibrated `same` distance (inclusive, as in recognition/calibration.py) and clearly nearer than the runner-up, offered as a
 suggestion when it is within `possible`, and left unknown otherwise. The faces of one photo are
 assigned together, one person at most once, by a minimum-cost assignment: two faces in one photo
 are never the same person, so the matcher never proposes it (the database would refuse it anyway).
@@ -59,9 +59,9 @@ class FaceMatch:
 
 
 def verdict(distance: float, same: float, possible: float) -> Verdict:
-    if distance < same:
+    if distance <= same:
         return Verdict.SAME
-    if distance < possible:
+    if distance <= possible:
         return Verdict.POSSIBLE
     return Verdict.UNKNOWN
 
@@ -159,13 +159,13 @@ def assign_photo(
 
     `faces`: face id -> usable candidates (see `usable_candidates`). `taken_people`: people
     already held by the photo's other faces (confirmed tags), never offered again.
-    Leaving a face unknown costs `possible`, so a face only takes a person nearer than that, and
+    Leaving a face unknown costs just over `possible`, so a face takes any person within it, and
     the faces share the people so that the summed distance is least.
     """
     taken = set(taken_people)
     face_ids = list(faces)
     options = {
-        fid: [c for c in faces[fid] if c.person_id not in taken and c.distance < possible]
+        fid: [c for c in faces[fid] if c.person_id not in taken and c.distance <= possible]
         for fid in face_ids
     }
     people = sorted({c.person_id for cands in options.values() for c in cands})
@@ -175,11 +175,11 @@ def assign_photo(
     column = {pid: j for j, pid in enumerate(people)}
     n, m = len(face_ids), len(people)
     # Columns m.. are one private "unknown" per face; anything not offered costs more than it.
-    blocked = possible + 1.0
-    cost = np.full((n, m + n), blocked, dtype=np.float64)
+    unknown = possible + 1e-6
+    cost = np.full((n, m + n), unknown + 1.0, dtype=np.float64)
     by_face: dict[int, dict[int, Candidate]] = {}
     for i, fid in enumerate(face_ids):
-        cost[i, m + i] = possible
+        cost[i, m + i] = unknown
         by_face[fid] = {}
         for cand in options[fid]:
             cost[i, column[cand.person_id]] = cand.distance
@@ -192,7 +192,7 @@ def assign_photo(
         if cand is None:
             continue
         decision = Decision.SUGGEST
-        if cand.distance < same:
+        if cand.distance <= same:
             runner_up = next(
                 (c.distance for c in faces[fid] if c.person_id != cand.person_id), None
             )

@@ -49,3 +49,57 @@ def process_photo(self: object, photo_id: int) -> str:
         do_fail_photo(photo, f"internal error while processing: {type(exc).__name__}: {exc}")
         return "failed"
     return "done"
+
+
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5, acks_late=True)
+def rematch_near_faces(face_ids: list[int]) -> int:
+    """After faces were confirmed: re-match the unconfirmed faces of the library near them.
+
+    Matching is a recomputation from the current tags, so running it twice is harmless.
+    """
+    from recognition.actions import do_rematch_near_faces
+
+    return do_rematch_near_faces(face_ids)
+
+
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5, acks_late=True)
+def match_faces(face_ids: list[int]) -> int:
+    """Match the given faces (and the other unconfirmed faces of their photos) again."""
+    from gallery.models import Face
+    from recognition.actions import do_match_faces
+
+    return len(do_match_faces(list(Face.objects.filter(pk__in=face_ids))))
+
+
+@shared_task(
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    acks_late=True,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def refit_basis(embedder_version: str, target_id: int | None = None, batch_size: int = 5000) -> str:
+    """Fit a new PCA basis and move the templates to it in the background (see templates.py).
+
+    Works for about a minute, then re-enqueues itself with the pending basis id, so a refit of
+    millions of templates never meets the time limit. Running it twice continues the refit.
+    """
+    import time
+
+    from recognition.models import ProjectionBasis
+    from recognition.templates import do_finish_refit, do_refit_batch, do_start_refit
+
+    if target_id is None:
+        target = do_start_refit(embedder_version)
+    else:
+        target = ProjectionBasis.objects.filter(pk=target_id).first()
+        if target is None or target.is_active:
+            return "gone" if target is None else "done"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if do_refit_batch(embedder_version, target, batch_size) < batch_size:
+            do_finish_refit(embedder_version, target)
+            return "done"
+    refit_basis.delay(embedder_version, target.pk, batch_size)
+    return "continued"

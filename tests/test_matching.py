@@ -92,7 +92,8 @@ def test_it_drops_rejected_people_and_template_faces() -> None:
 def test_it_gives_verdicts() -> None:
     assert verdict(0.3, SAME, POSSIBLE) is Verdict.SAME
     assert verdict(0.55, SAME, POSSIBLE) is Verdict.POSSIBLE
-    assert verdict(0.6, SAME, POSSIBLE) is Verdict.UNKNOWN
+    assert verdict(0.6, SAME, POSSIBLE) is Verdict.POSSIBLE
+    assert verdict(0.61, SAME, POSSIBLE) is Verdict.UNKNOWN
     assert Verdict.POSSIBLE.label == "Possibly"
 
 
