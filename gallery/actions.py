@@ -322,6 +322,7 @@ def do_tag_face(face: Face, person: Person, by: AbstractBaseUser) -> Face:
     """Confirm `person` for `face` (caller checked write access to the face's gallery)."""
     from recognition.templates import sync_face_templates
 
+    _withdraw_guesses(face, person, by)
     check_person_for_face(face, person)
     previous = face.person_id
     face.person = person
@@ -395,10 +396,9 @@ def _lock_and_refresh(face: Face) -> None:
     )
 
 
-def _confirm(face: Face, person: Person, by: AbstractBaseUser, action: str) -> None:
-    """Caller holds a transaction. A person's confirmation outranks the matcher's guess: an
-    automatic tag of the same person on another face of the photo is withdrawn first."""
-    _lock_and_refresh(face)
+def _withdraw_guesses(face: Face, person: Person, by: AbstractBaseUser) -> None:
+    """A person's tag outranks the matcher's guess: an automatic tag of the same person on
+    another face of the photo is withdrawn (logged) rather than refusing the tag."""
     guessed = Face.objects.filter(
         photo_id=face.photo_id, person=person, assignment=Face.Assignment.SUGGESTED
     ).exclude(pk=face.pk)
@@ -414,6 +414,12 @@ def _confirm(face: Face, person: Person, by: AbstractBaseUser, action: str) -> N
             action="match_cleared",
             data={"reason": f"{person.name} was confirmed on face {face.pk} of the same photo"},
         )
+
+
+def _confirm(face: Face, person: Person, by: AbstractBaseUser, action: str) -> None:
+    """Caller holds a transaction."""
+    _lock_and_refresh(face)
+    _withdraw_guesses(face, person, by)
     check_person_for_face(face, person)
     previous = face.person_id
     face.person = person

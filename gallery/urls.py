@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.urls import path
 
 from gallery import views
+from gallery.views import tagging
+from recognition import search_views
 
 app_name = "gallery"
 
@@ -34,4 +36,16 @@ urlpatterns = [
     path("people/<int:person_id>/", views.person_detail, name="person-detail"),
     path("people/<int:person_id>/rename/", views.person_rename, name="person-rename"),
     path("media/<path:path>", views.media, name="media"),
+    # Suggestions, "not this person", unknown faces, merges (gallery/views/tagging.py).
+    path("faces/<int:face_id>/confirm/", tagging.face_confirm, name="face-confirm"),
+    path("faces/<int:face_id>/not-person/", tagging.face_reject, name="face-reject"),
+    path("suggestions/", tagging.suggestion_list, name="suggestion-list"),
+    path("suggestions/bulk/", tagging.suggestion_bulk, name="suggestion-bulk"),
+    path("people/unknown/", tagging.unknown_list, name="unknown-list"),
+    path("people/unknown/name/", tagging.unknown_name, name="unknown-name"),
+    path("people/<int:person_id>/merge/", tagging.person_merge, name="person-merge"),
+    path("people/<int:person_id>/hide/", tagging.person_hide, name="person-hide"),
+    path("merges/<int:merge_id>/undo/", tagging.merge_undo, name="merge-undo"),
+    # Search by face (recognition/search_views.py).
+    path("search/", search_views.search, name="search"),
 ]
