@@ -35,6 +35,12 @@ def _eager_celery() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: object) -> None:
+    # PBKDF2 costs ~0.3 s per user on this machine; tests create three users each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
 def _media_root(tmp_path_factory: pytest.TempPathFactory, settings: object) -> Path:
     root = tmp_path_factory.mktemp("media")
     settings.MEDIA_ROOT = str(root)  # type: ignore[attr-defined]

@@ -1,0 +1,278 @@
+"""Every HTML page, API endpoint and media file x every kind of user, with the expected status.
+
+alice owns the gallery; bob is a member (as viewer, or as editor); charlie is a stranger; and
+an anonymous visitor. Strangers get 404 everywhere inside a gallery (they must not learn that it
+exists), viewers get 403 on every change, editors may upload and tag, only the owner shares and
+deletes. Anonymous visitors are sent to the login page (HTML) or refused (API, 403).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from gallery.models import Face, GalleryMember, Person, Photo
+from tests.web_factories import World, jpeg, make_world
+
+ACTORS = ["owner", "viewer", "editor", "stranger", "anonymous"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    url: Callable[[World, dict[str, User]], str]
+    expected: dict[str, int]
+    data: Callable[[World, dict[str, User]], Any] = lambda w, u: None
+    json: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def codes(owner: int, viewer: int, editor: int, stranger: int, anonymous: int) -> dict[str, int]:
+    return dict(zip(ACTORS, [owner, viewer, editor, stranger, anonymous], strict=True))
+
+
+# HTML: anonymous visitors are redirected to the login page (302).
+HTML_READ = codes(200, 200, 200, 404, 302)
+HTML_WRITE = codes(302, 403, 302, 404, 302)
+HTML_OWNER = codes(302, 403, 403, 404, 302)
+HTML_ANY_USER = codes(200, 200, 200, 200, 302)
+# API: anonymous requests are refused with 403 (session authentication comes first).
+API_READ = codes(200, 200, 200, 404, 403)
+
+
+def api_write(ok: int) -> dict[str, int]:
+    return codes(ok, 403, ok, 404, 403)
+
+
+def api_owner(ok: int) -> dict[str, int]:
+    return codes(ok, 403, 403, 404, 403)
+
+
+def _u(name: str, *args: Callable[[World], object]) -> Callable[[World, dict[str, User]], str]:
+    return lambda w, users: reverse(name, args=[arg(w) for arg in args])
+
+
+def _media(field_of: Callable[[World], str]) -> Callable[[World, dict[str, User]], str]:
+    return lambda w, users: reverse("gallery:media", kwargs={"path": field_of(w)})
+
+
+def _upload(w: World, users: dict[str, User]) -> dict[str, object]:
+    return {"files": [SimpleUploadedFile("new.jpg", jpeg(50, 50, (1, 2, 3)), "image/jpeg")]}
+
+
+G = lambda w: w.gallery.pk  # noqa: E731
+P = lambda w: w.photo.pk  # noqa: E731
+F = lambda w: w.face.pk  # noqa: E731
+PERSON = lambda w: w.person.pk  # noqa: E731
+B = lambda w: w.batch.pk  # noqa: E731
+
+ENDPOINTS = [
+    # HTML pages and forms
+    Endpoint("gallery list", "get", _u("gallery:gallery-list"), HTML_ANY_USER),
+    Endpoint(
+        "gallery create",
+        "post",
+        _u("gallery:gallery-create"),
+        codes(302, 302, 302, 302, 302),
+        data=lambda w, u: {"name": "Mine"},
+    ),
+    Endpoint("gallery page", "get", _u("gallery:gallery-detail", G), HTML_READ),
+    Endpoint(
+        "gallery update",
+        "post",
+        _u("gallery:gallery-update", G),
+        HTML_WRITE,
+        data=lambda w, u: {"name": "Renamed", "tags": "a, b"},
+    ),
+    Endpoint(
+        "gallery share",
+        "post",
+        _u("gallery:gallery-share", G),
+        HTML_OWNER,
+        data=lambda w, u: {"username": "dave", "role": "viewer"},
+    ),
+    Endpoint(
+        "gallery unshare",
+        "post",
+        lambda w, u: reverse("gallery:gallery-unshare", args=[w.gallery.pk, u["bob"].pk]),
+        HTML_OWNER,
+    ),
+    Endpoint("gallery delete", "post", _u("gallery:gallery-delete", G), HTML_OWNER),
+    Endpoint("photo upload", "post", _u("gallery:photo-upload", G), HTML_WRITE, data=_upload),
+    Endpoint("batch progress", "get", _u("gallery:batch-progress", G, B), HTML_READ),
+    Endpoint("photo page", "get", _u("gallery:photo-detail", P), HTML_READ),
+    Endpoint("photo delete", "post", _u("gallery:photo-delete", P), HTML_WRITE),
+    Endpoint("photo reprocess", "post", _u("gallery:photo-reprocess", P), HTML_WRITE),
+    Endpoint(
+        "face fragment",
+        "get",
+        _u("gallery:face-detail", F),
+        HTML_READ,
+        headers={"HX-Request": "true"},
+    ),
+    Endpoint(
+        "face tag",
+        "post",
+        _u("gallery:face-tag", F),
+        HTML_WRITE,
+        data=lambda w, u: {"name": "Zed"},
+    ),
+    Endpoint("face untag", "post", _u("gallery:face-untag", F), HTML_WRITE),
+    Endpoint("people list", "get", _u("gallery:person-list"), HTML_ANY_USER),
+    Endpoint("person page", "get", _u("gallery:person-detail", PERSON), HTML_READ),
+    Endpoint(
+        "person rename",
+        "post",
+        _u("gallery:person-rename", PERSON),
+        HTML_WRITE,
+        data=lambda w, u: {"name": "Annie"},
+    ),
+    # Media files
+    Endpoint("media original", "get", _media(lambda w: w.photo.original.name), HTML_READ),
+    Endpoint("media thumbnail", "get", _media(lambda w: w.photo.thumbnail.name), HTML_READ),
+    Endpoint("media preview", "get", _media(lambda w: w.photo.preview.name), HTML_READ),
+    Endpoint("media face crop", "get", _media(lambda w: w.face.crop.name), HTML_READ),
+    Endpoint(
+        "media path traversal",
+        "get",
+        lambda w, u: "/media/originals/" + str(w.gallery.pk) + "/../../../secret_key",
+        codes(404, 404, 404, 404, 302),
+    ),
+    # REST API
+    Endpoint("api gallery list", "get", _u("api:gallery-list"), codes(200, 200, 200, 200, 403)),
+    Endpoint(
+        "api gallery create",
+        "post",
+        _u("api:gallery-list"),
+        codes(201, 201, 201, 201, 403),
+        data=lambda w, u: {"name": "Mine"},
+        json=True,
+    ),
+    Endpoint("api gallery", "get", _u("api:gallery-detail", G), API_READ),
+    Endpoint(
+        "api gallery update",
+        "patch",
+        _u("api:gallery-detail", G),
+        api_write(200),
+        data=lambda w, u: {"tags": ["x"]},
+        json=True,
+    ),
+    Endpoint("api gallery delete", "delete", _u("api:gallery-detail", G), api_owner(204)),
+    Endpoint("api members", "get", _u("api:member-list", G), API_READ),
+    Endpoint(
+        "api share",
+        "post",
+        _u("api:member-list", G),
+        api_owner(201),
+        data=lambda w, u: {"username": "dave", "role": "editor"},
+        json=True,
+    ),
+    Endpoint(
+        "api unshare",
+        "delete",
+        lambda w, u: reverse("api:member-detail", args=[w.gallery.pk, u["bob"].pk]),
+        api_owner(204),
+    ),
+    Endpoint("api photo list", "get", _u("api:gallery-photos", G), API_READ),
+    Endpoint(
+        "api photo upload", "post", _u("api:gallery-photos", G), api_write(201), data=_upload
+    ),
+    Endpoint("api batch", "get", _u("api:batch-detail", G, B), API_READ),
+    Endpoint("api photo", "get", _u("api:photo-detail", P), API_READ),
+    Endpoint("api photo delete", "delete", _u("api:photo-detail", P), api_write(204)),
+    Endpoint("api photo faces", "get", _u("api:photo-faces", P), API_READ),
+    Endpoint("api face", "get", _u("api:face-detail", F), API_READ),
+    Endpoint(
+        "api face tag",
+        "post",
+        _u("api:face-tag", F),
+        api_write(200),
+        data=lambda w, u: {"name": "Zed"},
+        json=True,
+    ),
+    Endpoint("api face untag", "post", _u("api:face-untag", F), api_write(200)),
+    Endpoint("api people", "get", _u("api:person-list"), codes(200, 200, 200, 200, 403)),
+    Endpoint(
+        "api person create",
+        "post",
+        _u("api:person-list"),
+        codes(201, 201, 201, 201, 403),
+        data=lambda w, u: {"name": "Solo"},
+        json=True,
+    ),
+    Endpoint("api person", "get", _u("api:person-detail", PERSON), API_READ),
+    Endpoint(
+        "api person rename",
+        "patch",
+        _u("api:person-detail", PERSON),
+        api_write(200),
+        data=lambda w, u: {"name": "Annie"},
+        json=True,
+    ),
+    Endpoint("api person faces", "get", _u("api:person-faces", PERSON), API_READ),
+]
+
+
+@pytest.fixture
+def users(alice: User, bob: User, charlie: User) -> dict[str, User]:
+    return {"alice": alice, "bob": bob, "charlie": charlie, "dave": User.objects.create(username="dave")}
+
+
+def _client(actor: str, users: dict[str, User]) -> Client:
+    client = Client()
+    user = {"owner": "alice", "viewer": "bob", "editor": "bob", "stranger": "charlie"}.get(actor)
+    if user:
+        client.force_login(users[user])
+    return client
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
+def test_it_answers_each_user_with_the_expected_status(
+    endpoint: Endpoint, actor: str, users: dict[str, User]
+) -> None:
+    bob_role = GalleryMember.Role.EDITOR if actor == "editor" else GalleryMember.Role.VIEWER
+    world = make_world(users["alice"], users["bob"], bob_role)
+    url = endpoint.url(world, users)
+    data = endpoint.data(world, users)
+    kwargs: dict[str, Any] = {"headers": endpoint.headers}
+    if endpoint.json:
+        kwargs.update(data=json.dumps(data), content_type="application/json")
+    elif data is not None:
+        kwargs["data"] = data
+    response = getattr(_client(actor, users), endpoint.method)(url, **kwargs)
+
+    expected = endpoint.expected[actor]
+    assert response.status_code == expected, (endpoint.name, actor, response.content[:300])
+    if expected == 302 and actor == "anonymous":
+        assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("actor", ["viewer", "stranger"])
+def test_it_leaves_everything_unchanged_when_refused(actor: str, users: dict[str, User]) -> None:
+    world = make_world(users["alice"], users["bob"], GalleryMember.Role.VIEWER)
+    client = _client(actor, users)
+    for endpoint in ENDPOINTS:
+        if endpoint.method != "get" and endpoint.expected[actor] in {403, 404}:
+            data = endpoint.data(world, users)
+            kwargs: dict[str, Any] = {}
+            if endpoint.json:
+                kwargs.update(data=json.dumps(data), content_type="application/json")
+            elif data is not None:
+                kwargs["data"] = data
+            getattr(client, endpoint.method)(endpoint.url(world, users), **kwargs)
+    world.gallery.refresh_from_db()
+    assert world.gallery.name == "Holidays" and world.gallery.tags == ["beach"]
+    assert Photo.objects.filter(gallery=world.gallery).count() == 1
+    assert Face.objects.get(pk=world.face.pk).person_id == world.person.pk
+    assert Person.objects.get(pk=world.person.pk).name == "Ann"
+    assert set(world.gallery.members.values_list("user__username", flat=True)) == {"bob"}
