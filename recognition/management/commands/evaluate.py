@@ -1,0 +1,57 @@
+"""Evaluate the recognition pipeline on a labeled folder `<Person>/<image>` (e.g. LFW)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from recognition.detection import DetectorConfig
+from recognition.embedding import get_embedder
+from recognition.evaluation import embed_labeled_folder, evaluate, read_pairs, write_report
+
+
+class Command(BaseCommand):
+    help = (
+        "Verification (LFW pairs, 10-fold), closed- and open-set identification on a labeled "
+        "folder; writes results.json, results.md, cmc.png, det.png and distances.png."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("dataset_dir", type=Path, help="folder of <Person>/<image> files")
+        parser.add_argument("--pairs", type=Path, help="LFW-format pairs file for verification")
+        parser.add_argument("--out", type=Path, help="default: var/eval/<dataset name>")
+        parser.add_argument("--seed", type=int, default=0, help="open-set identity hold-out")
+        parser.add_argument("--limit", type=int, help="only the first N images (sorted)")
+        parser.add_argument("--upsample", type=int, default=1, help="HOG upsampling")
+        parser.add_argument("--no-cache", action="store_true", help="do not read/write var/cache")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        root: Path = options["dataset_dir"].resolve()
+        if not root.is_dir():
+            raise CommandError(f"{root} is not a folder")
+        pairs_file: Path | None = options["pairs"]
+        if pairs_file is not None and not pairs_file.is_file():
+            raise CommandError(f"{pairs_file} is not a file")
+        out = options["out"] or settings.VAR_DIR / "eval" / root.name
+        detector = DetectorConfig(model="hog", upsample=options["upsample"])
+        data = embed_labeled_folder(
+            root,
+            None if options["no_cache"] else settings.VAR_DIR / "cache",
+            embedder=get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None),
+            detector=detector,
+            limit=options["limit"],
+        )
+        pairs = read_pairs(pairs_file) if pairs_file is not None else None
+        report = evaluate(
+            data,
+            pairs,
+            seed=options["seed"],
+            detector=detector,
+            pairs_file=pairs_file.name if pairs_file is not None else None,
+        )
+        for path in write_report(report, out):
+            self.stdout.write(f"wrote {path}")
+        self.stdout.write((out / "results.md").read_text())
