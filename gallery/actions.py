@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
@@ -150,15 +151,18 @@ def _sha256(upload: UploadedFile) -> str:
     return digest.hexdigest()
 
 
+def _size(n: int) -> str:
+    # Same units as the pages show (filesizeformat), without its non-breaking space.
+    return filesizeformat(n).replace("\xa0", " ")
+
+
 def check_upload(upload: UploadedFile) -> str:
     """Cheap checks before a file is stored; returns its content type. Raises ActionError."""
     limit = settings.FACEWEB_MAX_UPLOAD_BYTES
     if upload.size == 0:
         raise ActionError("the file is empty (0 bytes)")
     if upload.size > limit:
-        raise ActionError(
-            f"the file is {upload.size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB upload limit"
-        )
+        raise ActionError(f"the file is {_size(upload.size)}, over the {_size(limit)} upload limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -167,6 +171,9 @@ def check_upload(upload: UploadedFile) -> str:
                 fmt = img.format or ""
     except UnidentifiedImageError as exc:
         raise ActionError("this is not an image file in a format we can read") from exc
+    except Image.DecompressionBombError as exc:
+        # Not an OSError: without this clause a huge header escaped as a server error.
+        raise ActionError("the image is too large to decode safely (decompression bomb)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ActionError(f"the image header is corrupt ({exc})") from exc
     finally:

@@ -95,7 +95,7 @@ def gallery_detail(request: HttpRequest, gallery_id: int) -> HttpResponse:
         "edit_form": _edit_form(gallery),
         "share_form": ShareForm(),
         "members": _members(gallery) if role == "owner" else [],
-        "max_upload_mb": round(settings.FACEWEB_MAX_UPLOAD_BYTES / 1e6),
+        "max_upload_bytes": settings.FACEWEB_MAX_UPLOAD_BYTES,
     }
     return render(request, "gallery/gallery_detail.html", context)
 
