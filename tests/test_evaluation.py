@@ -10,11 +10,13 @@ import pathlib
 import numpy as np
 import pytest
 
+from recognition.detection import DetectorConfig
 from recognition.evaluation import (
     NO_FACE,
     LabeledEmbeddings,
     OpenSetSearches,
     StageTimes,
+    Variant,
     best_threshold,
     closed_set_split,
     cmc_curve,
@@ -225,12 +227,17 @@ def test_it_writes_json_markdown_and_plots(tmp_path: pathlib.Path) -> None:
     pairs = read_pairs(pairs_path)
     distances = pair_distances(data, pairs)
     assert distances.missing_face == 1  # p01_0002.jpg has no face
-    report = evaluate(data, pairs, seed=0, pairs_file="pairs.txt")
+    variants = [Variant("plain", data), Variant("flip TTA", data, flip_tta=True)]
+    report = evaluate(variants, pairs, seed=0, spread_seeds=range(3), pairs_file="pairs.txt")
     plain = report.variants[0]
     assert plain.verification is not None
     assert plain.verification.accuracy == pytest.approx(1 - 1 / 30)  # the missed same pair
     assert plain.closed_set.top1 == 1.0
     assert plain.open_set.unenrolled_identities == 8
+    assert len(plain.fnir_over_seeds["0.01"]) == 3
+    # Probes of enrolled identities only, against the open-set gallery.
+    assert plain.closed_set_enrolled.probes == plain.open_set.mated_searches
+    assert plain.ms_per_image["embed"] < report.variants[1].ms_per_image["embed"]
     written = write_report(report, tmp_path / "out")
     assert [p.name for p in written] == [
         "results.json",
@@ -241,9 +248,10 @@ def test_it_writes_json_markdown_and_plots(tmp_path: pathlib.Path) -> None:
     ]
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert result["variants"][0]["closed_set"]["top1"] == 1.0
-    assert result["misses"] == {data.names[4]: NO_FACE}
+    assert result["variants"][0]["misses"] == {data.names[4]: NO_FACE}
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "| k-NN (1-NN), all gallery images, plain | 100.00 | 100.00 |" in markdown
+    assert "| k-NN (1-NN), all gallery images, flip TTA | 100.00 | 100.00 |" in markdown
     for png in written[2:]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -254,6 +262,7 @@ def test_it_embeds_a_labeled_folder_and_records_misses(tmp_path: pathlib.Path) -
         ("Al_Gore", "lfw/Al_Gore/Al_Gore_0001.jpg"),
         ("Al_Gore", "lfw/Al_Gore/Al_Gore_0002.jpg"),
         ("Ashanti", "lfw/Ashanti/Ashanti_0001.jpg"),
+        ("Billy_Andrade", "lfw/Billy_Andrade/Billy_Andrade_0001.jpg"),  # HOG misses at upsample 1
         ("Cat", "nonface/chelsea.png"),
     ]:
         (root / person).mkdir(parents=True, exist_ok=True)
@@ -266,30 +275,42 @@ def test_it_embeds_a_labeled_folder_and_records_misses(tmp_path: pathlib.Path) -
         "Al_Gore/Al_Gore_0001.jpg",
         "Al_Gore/Al_Gore_0002.jpg",
         "Ashanti/Ashanti_0001.jpg",
+        "Billy_Andrade/Billy_Andrade_0001.jpg",
         "Cat/broken.jpg",
         "Cat/chelsea.png",
     ]
-    assert data.label_names == ["Al_Gore", "Ashanti", "Cat"]
-    assert data.labels.tolist() == [0, 0, 1, 2, 2]
-    assert data.found.tolist() == [True, True, True, False, False]
+    assert data.label_names == ["Al_Gore", "Ashanti", "Billy_Andrade", "Cat"]
+    assert data.labels.tolist() == [0, 0, 1, 2, 3, 3]
+    assert data.found.tolist() == [True, True, True, False, False, False]
+    assert data.misses["Billy_Andrade/Billy_Andrade_0001.jpg"] == NO_FACE
     assert data.misses["Cat/chelsea.png"] == NO_FACE
     assert data.misses["Cat/broken.jpg"].startswith("unreadable image")
-    assert data.embeddings.shape == (5, 128) and data.embeddings.dtype == np.float32
+    assert data.embeddings.shape == (6, 128) and data.embeddings.dtype == np.float32
+    assert not data.embeddings[~data.found].any()
     gore = np.linalg.norm(data.embeddings[0] - data.embeddings[1])
     other = np.linalg.norm(data.embeddings[0] - data.embeddings[2])
     assert gore < 0.6 < other
     # A mirrored face is still the same person.
     assert np.linalg.norm(data.flipped[0] - data.embeddings[0]) < 0.4
-    assert data.times.images == 5 and data.times.detect > 0
+    assert data.times.images == 6 and data.times.detect > 0
 
     [cached] = list(cache.glob("people-dlib-resnet-v1-*.npz"))
     again = embed_labeled_folder(root, cache, progress=False)
     assert np.array_equal(again.embeddings, data.embeddings)
     assert again.misses == data.misses
     assert again.names == data.names
+
+    # The misses are retried with another detector; the first pass comes from the cache.
+    retried = embed_labeled_folder(root, cache, fallback=DetectorConfig(upsample=2), progress=False)
+    assert retried.found.tolist() == [True, True, True, True, False, False]
+    assert set(retried.misses) == {"Cat/broken.jpg", "Cat/chelsea.png"}
+    assert np.array_equal(retried.embeddings[:3], data.embeddings[:3])
+    assert retried.times.detect > data.times.detect
+    assert len(list(cache.glob("*.npz"))) == 2
+
     # Any change to the folder makes a new cache entry instead of reusing a stale one.
     (root / "Ashanti" / "Ashanti_0001.jpg").unlink()
     smaller = embed_labeled_folder(root, cache, progress=False)
-    assert len(smaller.names) == 4
-    assert len(list(cache.glob("*.npz"))) == 2
+    assert len(smaller.names) == 5
+    assert len(list(cache.glob("*.npz"))) == 3
     assert cached.exists()
