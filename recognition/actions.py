@@ -59,6 +59,7 @@ def _carry_over(old: list[Face], new: list[Face]) -> None:
         if best is None or _iou(box, (best.left, best.top, best.width, best.height)) < 0.5:
             continue
         old.remove(best)
+        face._carried_from = best.pk  # type: ignore[attr-defined]
         face.person_id = best.person_id
         face.assignment = best.assignment
         face.assigned_by_id = best.assigned_by_id
@@ -115,8 +116,10 @@ def do_process_photo(photo: Photo) -> list[Face]:
             crop = crop_with_margin(decoded.rgb, face.left, face.top, face.width, face.height)
             face.crop.save("face.jpg", ContentFile(jpeg_bytes(crop, max_side=256)), save=False)
         old_crops = [f.crop.name for f in old_faces]
+        not_persons = _not_person_rows(old_faces)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
         Face.objects.bulk_create(new_faces)
+        _carry_not_persons(new_faces, not_persons)
         photo.width, photo.height = decoded.width, decoded.height
         photo.taken_at = decoded.taken_at
         photo.status = Photo.Status.DONE
@@ -437,3 +440,38 @@ def do_rematch_near_faces(face_ids: Iterable[int]) -> int:
         return 0
     do_match_faces(list(Face.objects.filter(pk__in=near)))
     return len(near)
+
+
+def _not_person_rows(old_faces: list[Face]) -> list[tuple[int, int, int | None, int | None]]:
+    """The "not this person" decisions about, or through, the faces a reprocess replaces."""
+    from gallery.models import FaceNotPerson
+
+    ids = [f.pk for f in old_faces]
+    if not ids:
+        return []
+    return list(
+        FaceNotPerson.objects.filter(Q(face_id__in=ids) | Q(via_face_id__in=ids)).values_list(
+            "face_id", "person_id", "via_face_id", "created_by_id"
+        )
+    )
+
+
+def _carry_not_persons(
+    new_faces: list[Face], rows: list[tuple[int, int, int | None, int | None]]
+) -> None:
+    """Reprocessing keeps "not this person": each decision moves to the new face that replaced
+    its old face (by overlap, see `_carry_over`), so it is never suggested again."""
+    from gallery.models import FaceNotPerson
+
+    moved = {f._carried_from: f.pk for f in new_faces if getattr(f, "_carried_from", None)}
+    for face_id, person_id, via, created_by in rows:
+        new_face = moved.get(face_id, face_id)
+        new_via = moved.get(via, via) if via is not None else None
+        if new_face == face_id and new_via == via:
+            continue  # neither side was replaced: the row survived the delete
+        if face_id in moved or Face.objects.filter(pk=new_face).exists():
+            FaceNotPerson.objects.update_or_create(
+                face_id=new_face,
+                person_id=person_id,
+                defaults={"via_face_id": new_via, "created_by_id": created_by},
+            )

@@ -18,6 +18,7 @@ from gallery.actions import (
     do_hide_person,
     do_merge_people,
     do_reject_suggestion,
+    do_requeue_photo,
     do_tag_face,
     do_tag_faces,
     do_undo_merge,
@@ -265,3 +266,21 @@ def test_it_keeps_confirmed_tags_when_matching(library: dict[str, object], alice
     do_tag_face(face, library["biden"], by=alice)
     do_match_faces([face])
     assert _state(face) == (library["biden"].pk, "confirmed", None)
+
+
+def test_it_keeps_not_this_person_when_a_photo_is_processed_again(
+    alice: User, django_capture_on_commit_callbacks: object
+) -> None:
+    gallery = Gallery.objects.create(owner=alice, name="Again")
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_upload_photos(gallery, [upload_file("obama/obama1.jpg")], by=alice)
+    photo = result.accepted[0]
+    face = photo.faces.get()
+    wrong = do_create_person(alice, "Not him", by=alice)
+    FaceNotPerson.objects.create(face=face, person=wrong, created_by=alice)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        do_requeue_photo(photo)
+    new_face = photo.faces.get()
+    assert new_face.pk != face.pk
+    row = FaceNotPerson.objects.get(person=wrong)
+    assert row.face_id == new_face.pk and row.created_by == alice
