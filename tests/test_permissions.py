@@ -183,9 +183,7 @@ ENDPOINTS = [
         api_owner(204),
     ),
     Endpoint("api photo list", "get", _u("api:gallery-photos", G), API_READ),
-    Endpoint(
-        "api photo upload", "post", _u("api:gallery-photos", G), api_write(201), data=_upload
-    ),
+    Endpoint("api photo upload", "post", _u("api:gallery-photos", G), api_write(201), data=_upload),
     Endpoint("api batch", "get", _u("api:batch-detail", G, B), API_READ),
     Endpoint("api photo", "get", _u("api:photo-detail", P), API_READ),
     Endpoint("api photo delete", "delete", _u("api:photo-detail", P), api_write(204)),
@@ -224,7 +222,12 @@ ENDPOINTS = [
 
 @pytest.fixture
 def users(alice: User, bob: User, charlie: User) -> dict[str, User]:
-    return {"alice": alice, "bob": bob, "charlie": charlie, "dave": User.objects.create(username="dave")}
+    return {
+        "alice": alice,
+        "bob": bob,
+        "charlie": charlie,
+        "dave": User.objects.create(username="dave"),
+    }
 
 
 def _client(actor: str, users: dict[str, User]) -> Client:
