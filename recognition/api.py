@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from gallery.actions import ActionError, check_upload
+from gallery.serializers import BoxSerializer  # one "Box" component in the schema
 from recognition.face_search import (
     OOD_MESSAGE,
     ProbeAnalysis,
@@ -36,13 +37,6 @@ class FaceSearchRequestSerializer(serializers.Serializer):
     )
     top_n = serializers.IntegerField(default=5, min_value=1, max_value=20)
     photos_per_person = serializers.IntegerField(default=8, min_value=0, max_value=50)
-
-
-class BoxSerializer(serializers.Serializer):
-    left = serializers.IntegerField()
-    top = serializers.IntegerField()
-    width = serializers.IntegerField()
-    height = serializers.IntegerField()
 
 
 class OodSerializer(serializers.Serializer):
