@@ -120,7 +120,7 @@ def analyse_probe(data: bytes) -> ProbeAnalysis:
     faces = []
     for i, item in enumerate(analysed):
         det = item.detection
-        verdict_ = assess_probe(item.chip, det, item.embedding)
+        verdict_ = assess_probe(item.chip, det, item.embedding, embedder.version)
         faces.append(
             ProbeFace(
                 index=i,
@@ -332,4 +332,3 @@ def load_probe(user: User, token: str, *, delete: bool) -> ProbeAnalysis:
         embedder_version=meta["embedder_version"],
         faces=faces,
     )
-

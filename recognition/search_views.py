@@ -135,18 +135,21 @@ def search(request: HttpRequest) -> HttpResponse:
 def _pick(request: HttpRequest) -> HttpResponse:
     pick = PickFaceForm(request.POST)
     form = FaceSearchForm(user=request.user)
+
+    def refuse(error: str, status: int) -> HttpResponse:
+        return render(
+            request, "recognition/search.html", {"form": form, "error": error}, status=status
+        )
+
     if not pick.is_valid():
-        form.add_error(None, "Choose one of the faces.")
-        return render(request, "recognition/search.html", {"form": form}, status=400)
+        return refuse("Choose one of the faces.", 400)
     try:
         analysis = load_probe(request.user, pick.cleaned_data["token"], delete=True)
     except ProbeExpired as exc:
-        form.add_error(None, str(exc))
-        return render(request, "recognition/search.html", {"form": form}, status=410)
+        return refuse(str(exc), 410)
     index = pick.cleaned_data["face"]
     if index >= len(analysis.faces):
-        form.add_error(None, "That face is not in the photo; please upload it again.")
-        return render(request, "recognition/search.html", {"form": form}, status=400)
+        return refuse("That face is not in the photo; please upload it again.", 400)
     outcome = search_face(
         request.user, analysis.faces[index], analysis.embedder_version, top_n=TOP_N
     )
