@@ -91,6 +91,7 @@ class SearchOutcome:
     same: float
     possible: float
     times_ms: dict[str, float] = field(default_factory=dict)
+    plan: str = ""  # the staged search's plan ("hnsw" or "exact"), for benchmarks
 
     @property
     def answer(self) -> Verdict:
@@ -211,6 +212,7 @@ def search_face(
     people = Person.objects.in_bulk(ids)
     photos, counts = candidate_photos(ids, gallery_ids, photos_per_person)
     outcome.times_ms = {"search": (t1 - t0) * 1e3, "photos": (time.perf_counter() - t1) * 1e3}
+    outcome.plan = result.stats.plan
     for cand in result.candidates:
         person = people.get(cand.person_id)
         if person is None:
