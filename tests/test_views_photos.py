@@ -185,3 +185,19 @@ def test_it_deletes_and_requeues_photos(
         response = alice_client.post(reverse("gallery:photo-delete", args=[world.photo.pk]))
     assert response["Location"] == reverse("gallery:gallery-detail", args=[world.gallery.pk])
     assert not Photo.objects.filter(pk=world.photo.pk).exists()
+
+
+def test_it_sends_the_csrf_token_from_the_body_hx_headers(alice: User) -> None:
+    import json
+
+    world = make_world(alice)
+    face = FaceFactory(photo=world.photo, left=400)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    html = client.get(reverse("gallery:photo-detail", args=[world.photo.pk])).content.decode()
+    body_tag = html[html.index("<body") : html.index(">", html.index("<body"))]
+    headers = json.loads(body_tag.split("hx-headers='", 1)[1].split("'", 1)[0])
+    url = reverse("gallery:face-tag", args=[face.pk])
+    assert client.post(url, {"name": "Eve"}, headers=HTMX).status_code == 403
+    response = client.post(url, {"name": "Eve"}, headers={**HTMX, **headers})
+    assert response.status_code == 200 and "<strong>Eve</strong>" in response.content.decode()
