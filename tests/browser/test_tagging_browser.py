@@ -89,3 +89,16 @@ def test_it_tags_a_face_accepts_suggestions_and_finds_the_person(
     page.get_by_role("button", name="Search this face").click()
     page.locator("#search-outcome").wait_for()
     shot(page, "07-search-picked-result")
+
+    # Who is unknown: Biden's face waits there as a group; name it in one go.
+    page.goto(f"{base}/people/unknown/")
+    group = page.locator(".unknown-group").first
+    group.locator("input[name=name]").fill("Joe Biden")
+    shot(page, "08-unknown-groups")
+    group.get_by_role("button", name=re.compile(r"^Name (it|them)$")).click()
+    page.locator(".message", has_text="Joe Biden").wait_for()
+    biden = Person.objects.get(name="Joe Biden")
+    assert biden.faces.get().photo.original_name == "biden.jpg"
+    page.goto(f"{base}/people/{obama.pk}/")
+    page.locator("#person-tools select[name=into]").select_option(label="Joe Biden")
+    shot(page, "09-person-tools")
