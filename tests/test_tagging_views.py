@@ -77,6 +77,11 @@ def test_it_lists_suggestions_and_confirms_them_in_bulk(
         reverse("gallery:suggestion-bulk"), {"face": ids, "action": "confirm", "next": url}
     )
     assert response.status_code == 302 and response["Location"] == url
+    response = alice_client.post(
+        reverse("gallery:suggestion-bulk"),
+        {"face": ids, "action": "confirm", "next": "/\\evil.test/"},
+    )
+    assert response["Location"] == url  # never an open redirect
     assert set(Face.objects.filter(pk__in=ids).values_list("assignment", "person_id")) == {
         (Face.Assignment.CONFIRMED, tagged["obama"].pk)
     }

@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
@@ -139,7 +140,7 @@ def suggestion_bulk(request: HttpRequest) -> HttpResponse:
     else:
         messages.error(request, "Choose confirm or reject.")
     back = request.POST.get("next", "")
-    if not back.startswith("/") or back.startswith("//"):
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         back = reverse("gallery:suggestion-list")
     return redirect(back)
 
