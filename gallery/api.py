@@ -89,12 +89,23 @@ class GalleryViewSet(viewsets.GenericViewSet):
         return Response(self._one(request, gallery.pk))
 
     @extend_schema(
+        request=GalleryWriteSerializer,
+        responses={200: GallerySerializer, 400: ERROR, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def update(self, request: Request, gallery_id: int) -> Response:
+        """Replace name, description and tags (missing description and tags become empty)."""
+        return self._write(request, gallery_id, partial=False)
+
+    @extend_schema(
         request=GalleryWriteSerializer(partial=True),
         responses={200: GallerySerializer, 400: ERROR, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def partial_update(self, request: Request, gallery_id: int) -> Response:
+        return self._write(request, gallery_id, partial=True)
+
+    def _write(self, request: Request, gallery_id: int, *, partial: bool) -> Response:
         gallery = access_gallery(request.user, gallery_id, for_write=True)
-        data = _valid(GalleryWriteSerializer, request, partial=True)
+        data = _valid(GalleryWriteSerializer, request, partial=partial)
         try:
             do_update_gallery(
                 gallery,

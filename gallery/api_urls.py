@@ -10,7 +10,7 @@ app_name = "api"
 
 galleries = api.GalleryViewSet.as_view({"get": "list", "post": "create"})
 gallery = api.GalleryViewSet.as_view(
-    {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+    {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
 )
 members = api.GalleryMemberViewSet.as_view({"get": "list", "post": "create"})
 member = api.GalleryMemberViewSet.as_view({"delete": "destroy"})

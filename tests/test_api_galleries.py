@@ -55,6 +55,11 @@ def test_it_creates_updates_and_deletes_a_gallery(alice: User, alice_client: Cli
     blank = alice_client.patch(url, {"name": " "}, content_type="application/json")
     assert blank.status_code == 400 and "name" in blank.json()
 
+    replaced = alice_client.put(url, {"name": "Trip 2"}, content_type="application/json")
+    assert replaced.status_code == 200
+    assert (replaced.json()["name"], replaced.json()["description"]) == ("Trip 2", "")
+    assert replaced.json()["tags"] == []
+
     assert alice_client.delete(url).status_code == 204
     assert not Gallery.objects.filter(pk=data["id"]).exists()
     assert alice_client.get(url).status_code == 404
