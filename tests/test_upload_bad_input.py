@@ -65,6 +65,13 @@ def palette_png() -> bytes:
     return _encode(img, "PNG")
 
 
+def _animated_gif() -> bytes:
+    frames = [Image.new("P", (60, 40), i) for i in range(3)]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    return out.getvalue()
+
+
 def truncated_jpeg() -> bytes:
     data = photo_path("biden/biden.jpg").read_bytes()
     return data[: len(data) // 2]
@@ -92,6 +99,10 @@ CASES = [
     Case("palette png", "palette.png", palette_png, faces=1),
     Case("32-bit rgba png", "obama_32bit_rgba.png",
          lambda: photo_path("obama/obama_32bit_rgba.png").read_bytes(), faces=1),
+    Case("one pixel", "dot.png", lambda: _encode(Image.new("RGB", (1, 1)), "PNG"), faces=0),
+    Case("a 20000x2 strip", "strip.png", lambda: _encode(Image.new("L", (20000, 2)), "PNG"),
+         faces=0),
+    Case("animated gif", "anim.gif", lambda: _animated_gif(), faces=0),
     Case("photo without a face", "horse.png",
          lambda: (FACES_DIR / "nonface" / "horse.png").read_bytes(), faces=0),
 ]  # fmt: skip
