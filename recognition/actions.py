@@ -331,11 +331,13 @@ def _store_matches(photo_ids: set[int], decided: dict[int, matching.FaceMatch]) 
         locked = list(
             Face.objects.select_for_update().filter(photo_id__in=photo_ids).order_by("pk")
         )
-        # A person confirmed meanwhile (a user was quicker) wins over the matcher.
+        # A person confirmed meanwhile (a user was quicker), or held by a face this run does not
+        # decide, wins over the matcher.
         held = {
             (f.photo_id, f.person_id)
             for f in locked
-            if f.person_id is not None and f.assignment == Face.Assignment.CONFIRMED
+            if f.person_id is not None
+            and (f.assignment == Face.Assignment.CONFIRMED or f.pk not in decided)
         }
         changes: list[tuple[Face, tuple[int | None, str, int | None, float | None]]] = []
         for face in locked:
