@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -260,7 +260,8 @@ def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
 def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
     merge = PersonMerge.objects.filter(pk=merge_id).first()
     if merge is None:
-        return redirect("gallery:person-list")
+        # Same answer as for somebody else's merge: strangers learn nothing.
+        raise Http404("No such merge.")
     target = access_person(request.user, merge.target_id, for_write=True)
     try:
         source = do_undo_merge(merge, by=request.user)
