@@ -415,20 +415,28 @@ def _default_device() -> str:
 
 
 @functools.cache
-def _cached_embedder(name: str, device: str) -> Embedder:
+def _cached_embedder(name: str, device: str, threads: int) -> Embedder:
     if name == DLIB_RESNET_VERSION:
         if device.startswith("cuda"):
             # TF32 convolutions drift ~1e-3 from dlib's fp32 results; keep full precision.
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         else:
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
+            torch.set_num_threads(threads)
         return DlibResnetEmbedder(load_dlib_resnet(model_path(DLIB_RESNET_FILE)), device)
     if name == "dlib-reference":
         return DlibReferenceEmbedder()
     raise ValueError(f"unknown embedder {name!r}")
 
 
-def get_embedder(name: str = DLIB_RESNET_VERSION, device: str | None = None) -> Embedder:
-    """The named embedder, built once per process (weights load once per worker)."""
-    return _cached_embedder(name, device or _default_device())
+def get_embedder(
+    name: str = DLIB_RESNET_VERSION, device: str | None = None, threads: int | None = None
+) -> Embedder:
+    """The named embedder, built once per process (weights load once per worker).
+
+    On CPU, torch's thread count is set to `threads` (default: every core this process may
+    use). The count is process-wide; more torch threads than free cores (e.g. two 2-thread
+    workers on 2 cores) made batch-1 embedding 5-10x slower than one thread in BENCHMARKS.md.
+    """
+    threads = threads or len(os.sched_getaffinity(0))
+    return _cached_embedder(name, device or _default_device(), threads)
