@@ -102,10 +102,11 @@ def test_it_separates_people(chips: np.ndarray) -> None:
 
 def test_it_gives_the_same_embedding_in_a_batch_as_alone(chips: np.ndarray) -> None:
     embedder = get_embedder()
-    one_by_one = np.concatenate([embedder.embed(chips[i : i + 1]) for i in range(len(chips))])
-    batched = embedder.embed(chips)
+    some = chips[::2]  # 6 chips: single calls are the slow part on a busy machine
+    one_by_one = np.concatenate([embedder.embed(some[i : i + 1]) for i in range(len(some))])
+    batched = embedder.embed(some)
     # Chunk boundaries must not matter either.
-    chunked = DlibResnetEmbedder(embedder.module, batch_size=5).embed(chips)
+    chunked = DlibResnetEmbedder(embedder.module, batch_size=4).embed(some)
     assert np.abs(batched - one_by_one).max() <= 1e-6
     assert np.abs(chunked - batched).max() <= 1e-6
 
