@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +115,16 @@ def analyse_probe(data: bytes) -> ProbeAnalysis:
     t1 = time.perf_counter()
     times["decode"] = (t1 - t0) * 1e3
     embedder = get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None)
-    analysed, stage = analyse_image(decoded.rgb, detector_config(), embedder)
+    # A probe is a photo of the person being looked for, so the face is rarely small: a first
+    # pass without upsampling finds it in a quarter of the time (HOG's window is 80 px there),
+    # and only a photo where it finds nothing pays for the gallery's upsampled pass.
+    config = detector_config()
+    analysed, stage = analyse_image(decoded.rgb, replace(config, upsample=0), embedder)
+    if not analysed and config.upsample > 0:
+        analysed, again = analyse_image(decoded.rgb, config, embedder)
+        stage.detect += again.detect
+        stage.align += again.align
+        stage.embed += again.embed
     times.update(detect=stage.detect, align=stage.align, embed=stage.embed)
     t2 = time.perf_counter()
     faces = []

@@ -164,3 +164,20 @@ def test_it_refuses_anonymous_users(client: Client) -> None:
     assert client.get(SEARCH).status_code == 302
     assert client.post(API).status_code == 401  # Basic challenge first (faceweb/settings.py)
     assert reverse("gallery:search") == SEARCH
+
+
+def test_it_still_finds_a_small_face_in_a_large_probe(
+    library: dict[str, object], alice_client: Client
+) -> None:
+    # A 70 px face on an 800x600 canvas: under HOG's window without upsampling, so the probe's
+    # fast first pass misses it and the upsampled pass must find it.
+    with Image.open(PHOTOS / "obama" / "obama_small.jpg") as img:
+        small = img.convert("RGB").resize((160, 120))
+    canvas = Image.new("RGB", (800, 600), (200, 200, 200))
+    canvas.paste(small, (300, 200))
+    out = io.BytesIO()
+    canvas.save(out, format="JPEG", quality=95)
+    probe = SimpleUploadedFile("small.jpg", out.getvalue(), content_type="image/jpeg")
+    data = alice_client.post(API, {"image": probe}).json()
+    assert len(data["faces"]) == 1 and data["faces"][0]["box"]["width"] < 80
+    assert data["candidates"][0]["person"]["name"] == "Obama"
