@@ -104,6 +104,8 @@ def analyse_probe(data: bytes) -> ProbeAnalysis:
 
     Raises recognition.imageio.BadImage for a file that is not a usable image.
     """
+    import torch
+
     from recognition.actions import detector_config
     from recognition.assess import assess_probe
     from recognition.embedding import get_embedder
@@ -115,6 +117,10 @@ def analyse_probe(data: bytes) -> ProbeAnalysis:
     t1 = time.perf_counter()
     times["decode"] = (t1 - t0) * 1e3
     embedder = get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None)
+    # One probe chip gains nothing from intra-op threads, and on a busy box torch's threads wait
+    # on each other (0.1-1.5 s instead of 15-40 ms per chip measured on the 2-core dev box).
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
     # A probe is a photo of the person being looked for, so the face is rarely small: a first
     # pass without upsampling finds it in a quarter of the time (HOG's window is 80 px there),
     # and only a photo where it finds nothing pays for the gallery's upsampled pass.
