@@ -1,8 +1,9 @@
 """Match decisions for faces against people: pure logic, no ORM, no settings.
 
 A face is tagged automatically (person set, assignment "suggested") when its nearest person is
-within the calibrated `same` distance (inclusive, as in recognition/calibration.py) and clearly nearer than the runner-up, offered as a
-suggestion when it is within `possible`, and left unknown otherwise. The faces of one photo are
+within the calibrated `same` distance and clearly nearer than the runner-up, offered as a
+suggestion when it is within `possible`, and left unknown otherwise (limits inclusive, as in
+recognition/calibration.py). The faces of one photo are
 assigned together, one person at most once, by a minimum-cost assignment: two faces in one photo
 are never the same person, so the matcher never proposes it (the database would refuse it anyway).
 
