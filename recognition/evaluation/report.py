@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class EvaluationReport:
     pairs_file: str | None
     seed: int
     spread_seeds: tuple[int, ...]
+    load_average: float  # 1-minute load when evaluated: timings on a shared machine depend on it
     variants: tuple[VariantReport, ...]
 
 
@@ -148,6 +150,7 @@ def evaluate(
         pairs_file=pairs_file,
         seed=seed,
         spread_seeds=tuple(spread_seeds),
+        load_average=os.getloadavg()[0],
         variants=tuple(
             evaluate_variant(v, pairs, seed=seed, spread_seeds=spread_seeds) for v in variants
         ),
@@ -190,6 +193,7 @@ def report_json(report: EvaluationReport) -> dict:
             "pairs_file": report.pairs_file,
             "seed": report.seed,
             "spread_seeds": report.spread_seeds,
+            "load_average": report.load_average,
             "variants": [variant(v) for v in report.variants],
         }
     )
@@ -239,8 +243,9 @@ def report_markdown(report: EvaluationReport) -> str:
         "the image centre. Images without a face take no part in identification; a verification "
         "pair with such an image counts as 'different'.",
         "",
-        "**Detection and time per image** (ms on this machine; embed is batched, 64 chips per "
-        "forward pass; flip TTA embeds the mirrored chip as well and averages the two):",
+        "**Detection and time per image** (wall-clock ms on this machine, measured when the "
+        "embeddings were computed; embed is batched, 64 chips per forward pass; flip TTA embeds "
+        "the mirrored chip as well and averages the two):",
         "",
         markdown_table(
             ["Pipeline", "Faces found", "No face", *stages, "total"],
@@ -282,6 +287,10 @@ def report_markdown(report: EvaluationReport) -> str:
             "",
         ]
     out += [
+        "Time of one image classification: one probe searched alone against the prepared "
+        f"gallery (top 5 identities), median wall-clock ms; 1-minute load average "
+        f"{report.load_average:.1f} on this machine's {os.cpu_count()} cores while measured.",
+        "",
         f"**Closed-set identification, every identity enrolled** ({cs.probes:,} probes: every "
         f"second image of each identity with 2+ images; gallery: the other {cs.gallery_images:,} "
         f"images, {cs.gallery_identities:,} identities, for the first pipeline):",
