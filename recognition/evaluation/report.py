@@ -288,7 +288,8 @@ def report_markdown(report: EvaluationReport) -> str:
         ]
     out += [
         "Time of one image classification: one probe searched alone against the prepared "
-        f"gallery (top 5 identities), median wall-clock ms; 1-minute load average "
+        "gallery (top 5 identities), wall-clock ms, median of 50 probes in the fastest of 5 "
+        "rounds; 1-minute load average "
         f"{report.load_average:.1f} on this machine's {os.cpu_count()} cores while measured.",
         "",
         f"**Closed-set identification, every identity enrolled** ({cs.probes:,} probes: every "
