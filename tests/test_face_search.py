@@ -94,14 +94,14 @@ def _blurred(relative: str, radius: float) -> SimpleUploadedFile:
 def test_it_refuses_an_out_of_distribution_probe(
     library: dict[str, object], alice_client: Client
 ) -> None:
-    response = alice_client.post(SEARCH, {"image": _blurred("obama/obama.jpg", 6)})
+    response = alice_client.post(SEARCH, {"image": _blurred("obama/obama1.jpg", 14)})
     assert response.status_code == 200
     outcome = response.context["outcome"]
     assert outcome.rejected and outcome.hits == []
     body = response.content.decode()
     assert "This image is out-of-distribution, please choose another one" in body
     assert any("blur" in reason for reason in outcome.face.reasons)
-    data = alice_client.post(API, {"image": _blurred("obama/obama.jpg", 6)}).json()
+    data = alice_client.post(API, {"image": _blurred("obama/obama1.jpg", 14)}).json()
     assert data["status"] == "out_of_distribution" and data["candidates"] == []
     assert data["faces"][0]["ood"]["reasons"]
 
