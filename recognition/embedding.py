@@ -190,9 +190,10 @@ def _read_layer(r: _Reader, kind: str) -> _Layer:
             raise ModelFormatError(f"expected affine_, found {name!r}")
         params = r.tensor().ravel()
         g_shape, b_shape = r.alias_tensor(), r.alias_tensor()
-        r.int()  # mode: conv or fc, the same per-channel scale for our 4-D tensors
+        if r.int() != 0:  # dlib's CONV_MODE: one scale per channel; FC_MODE has one per value
+            raise ModelFormatError("expected a per-channel affine layer")
         n = g_shape[1]
-        if g_shape != b_shape or params.size != 2 * n:
+        if g_shape != b_shape or g_shape != (1, n, 1, 1) or params.size != 2 * n:
             raise ModelFormatError("inconsistent affine shapes")
         return _Affine(params[:n], params[n:])
     if kind in ("max_pool", "avg_pool"):
@@ -320,11 +321,13 @@ class DlibResnet(nn.Module):
         if (pool.size, pool.stride, pool.padding) != (3, 2, 0):
             raise ModelFormatError("unexpected stem pooling")
         blocks = []
-        for _, down, count in _STAGES:
+        for filters, down, count in _STAGES:
             for i in range(count):
                 first = _conv_affine(take(_Conv), take(_Affine))
                 take(str)
                 second = _conv_affine(take(_Conv), take(_Affine))
+                if first.out_channels != filters or second.out_channels != filters:
+                    raise ModelFormatError(f"expected {filters} filters in this stage")
                 is_down = down and i == 0
                 if is_down:
                     shortcut = take(_Pool)
