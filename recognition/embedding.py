@@ -57,44 +57,44 @@ class _Reader:
         self.pos += n
         return chunk
 
-    def int(self) -> int:
+    def integer(self) -> int:
         control = self._take(1)[0]
         if control & 0x70:
             raise ModelFormatError(f"bad integer control byte {control:#x} at {self.pos - 1}")
         value = int.from_bytes(self._take(control & 0x0F), "little")
         return -value if control & 0x80 else value
 
-    def float(self) -> float:
-        mantissa, exponent = self.int(), self.int()
+    def real(self) -> float:
+        mantissa, exponent = self.integer(), self.integer()
         if exponent >= 32000:
             raise ModelFormatError("non-finite float in model file")
         return float(mantissa * 2.0**exponent)
 
-    def bool(self) -> bool:
+    def flag(self) -> bool:
         byte = self._take(1)
         if byte not in (b"0", b"1"):
             raise ModelFormatError(f"bad boolean {byte!r} at {self.pos - 1}")
         return byte == b"1"
 
-    def str(self) -> str:
-        n = self.int()
+    def string(self) -> str:
+        n = self.integer()
         if not 0 <= n < 256:
             raise ModelFormatError(f"implausible string length {n} at {self.pos}")
         return self._take(n).decode("ascii", errors="replace")
 
     def expect_str(self, expected: str) -> None:
-        got = self.str()
+        got = self.string()
         if got != expected:
             raise ModelFormatError(f"expected {expected!r}, found {got!r}")
 
     def expect_int(self, expected: int, what: str) -> None:
-        got = self.int()
+        got = self.integer()
         if got != expected:
             raise ModelFormatError(f"{what}: expected {expected}, found {got}")
 
     def tensor(self) -> np.ndarray:
         self.expect_int(2, "tensor version")
-        shape = tuple(self.int() for _ in range(4))
+        shape = tuple(self.integer() for _ in range(4))
         if any(d < 0 for d in shape):
             raise ModelFormatError(f"negative tensor shape {shape}")
         count = int(np.prod(shape))
@@ -103,7 +103,7 @@ class _Reader:
 
     def alias_tensor(self) -> tuple[int, int, int, int]:
         self.expect_int(1, "alias_tensor version")
-        return (self.int(), self.int(), self.int(), self.int())
+        return (self.integer(), self.integer(), self.integer(), self.integer())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,16 +167,16 @@ def _expected_versions() -> list[int]:
 
 
 def _read_layer(r: _Reader, kind: str) -> _Layer:
-    name = r.str()
+    name = r.string()
     if kind == "con":
         if name != "con_4":
             raise ModelFormatError(f"expected con_4, found {name!r}")
         params = r.tensor().ravel()
-        filters, nr, nc = r.int(), r.int(), r.int()
-        stride_y, stride_x, pad_y, pad_x = r.int(), r.int(), r.int(), r.int()
+        filters, nr, nc = r.integer(), r.integer(), r.integer()
+        stride_y, stride_x, pad_y, pad_x = r.integer(), r.integer(), r.integer(), r.integer()
         w_shape, b_shape = r.alias_tensor(), r.alias_tensor()
         for _ in range(4):  # learning-rate and weight-decay multipliers: training only
-            r.float()
+            r.real()
         if nr != nc or stride_y != stride_x or pad_y != pad_x:
             raise ModelFormatError("non-square convolution")
         if w_shape[0] != filters or w_shape[2:] != (nr, nc) or b_shape != (1, filters, 1, 1):
@@ -190,7 +190,7 @@ def _read_layer(r: _Reader, kind: str) -> _Layer:
             raise ModelFormatError(f"expected affine_, found {name!r}")
         params = r.tensor().ravel()
         g_shape, b_shape = r.alias_tensor(), r.alias_tensor()
-        if r.int() != 0:  # dlib's CONV_MODE: one scale per channel; FC_MODE has one per value
+        if r.integer() != 0:  # dlib's CONV_MODE: one scale per channel; FC_MODE has one per value
             raise ModelFormatError("expected a per-channel affine layer")
         n = g_shape[1]
         if g_shape != b_shape or g_shape != (1, n, 1, 1) or params.size != 2 * n:
@@ -199,7 +199,7 @@ def _read_layer(r: _Reader, kind: str) -> _Layer:
     if kind in ("max_pool", "avg_pool"):
         if name != f"{kind}_2":
             raise ModelFormatError(f"expected {kind}_2, found {name!r}")
-        nr, nc, stride_y, stride_x, pad_y, pad_x = (r.int() for _ in range(6))
+        nr, nc, stride_y, stride_x, pad_y, pad_x = (r.integer() for _ in range(6))
         if nr != nc or stride_y != stride_x or pad_y != pad_x:
             raise ModelFormatError("non-square pooling")
         return _Pool(nr, stride_y, pad_y)
@@ -210,12 +210,12 @@ def _read_layer(r: _Reader, kind: str) -> _Layer:
     if kind == "fc":
         if name != "fc_2":
             raise ModelFormatError(f"expected fc_2, found {name!r}")
-        outputs, inputs = r.int(), r.int()
+        outputs, inputs = r.integer(), r.integer()
         params = r.tensor()
         w_shape, _b_shape = r.alias_tensor(), r.alias_tensor()
-        bias_mode = r.int()
+        bias_mode = r.integer()
         for _ in range(4):
-            r.float()
+            r.real()
         if bias_mode != 1 or params.shape != (inputs, outputs, 1, 1):
             raise ModelFormatError("expected fc_no_bias")
         if w_shape[:2] != (inputs, outputs):
@@ -227,11 +227,11 @@ def _read_layer(r: _Reader, kind: str) -> _Layer:
 def _read_layer_bookkeeping(r: _Reader, bottom: bool) -> None:
     # add_layer's training state: three flags and empty gradient/output tensors.
     for _ in range(3):
-        r.bool()
+        r.flag()
     for _ in range(3):
         r.tensor()
     if bottom:
-        r.int()  # sample expansion factor
+        r.integer()  # sample expansion factor
 
 
 def _read_dlib_resnet(data: bytes) -> tuple[tuple[float, float, float], list[_Layer]]:
@@ -239,12 +239,12 @@ def _read_dlib_resnet(data: bytes) -> tuple[tuple[float, float, float], list[_La
     r.expect_int(1, "loss layer version")
     r.expect_str("loss_metric_2")
     for _ in range(2):  # margin and distance threshold: training only
-        r.float()
-    versions = [r.int() for _ in _expected_versions()]
+        r.real()
+    versions = [r.integer() for _ in _expected_versions()]
     if versions != _expected_versions():
         raise ModelFormatError("layer sequence differs from dlib's face ResNet")
     r.expect_str("input_rgb_image_sized")
-    means = (r.float(), r.float(), r.float())
+    means = (r.real(), r.real(), r.real())
     r.expect_int(CHIP_SIZE, "input rows")
     r.expect_int(CHIP_SIZE, "input columns")
     layers = []
