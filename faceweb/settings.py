@@ -116,6 +116,9 @@ FACEWEB_STALE_PROCESSING_SECONDS = env_int("FACEWEB_STALE_PROCESSING_SECONDS", 1
 # Recognition
 FACEWEB_EMBEDDER = env_str("FACEWEB_EMBEDDER", "dlib-resnet-v1")
 FACEWEB_DEVICE = env_str("FACEWEB_DEVICE", "")  # "" = GPU when present, else CPU
+# torch threads per worker process; 0 = every core. With several worker processes on few cores,
+# use cores / processes: oversubscribed torch threads made embedding 5-10x slower (BENCHMARKS.md).
+FACEWEB_TORCH_THREADS = env_int("FACEWEB_TORCH_THREADS", 0, minimum=0)
 FACEWEB_DETECTOR = env_str("FACEWEB_DETECTOR", "hog")
 FACEWEB_DETECT_UPSAMPLE = env_int("FACEWEB_DETECT_UPSAMPLE", 1, minimum=0)
 FACEWEB_DETECT_MAX_SIDE = env_int("FACEWEB_DETECT_MAX_SIDE", 1600, minimum=64)

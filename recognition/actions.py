@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Q
@@ -99,7 +100,11 @@ def do_process_photo(photo: Photo) -> list[Face]:
         do_fail_photo(photo, str(exc))
         return []
 
-    embedder = get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None)
+    embedder = get_embedder(
+        settings.FACEWEB_EMBEDDER,
+        settings.FACEWEB_DEVICE or None,
+        threads=settings.FACEWEB_TORCH_THREADS or None,
+    )
     analysed, _times = analyse_image(decoded.rgb, detector_config(), embedder)
 
     thumb = jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_THUMBNAIL_SIDE)
@@ -477,3 +482,75 @@ def _carry_not_persons(
                 person_id=person_id,
                 defaults={"via_face_id": new_via, "created_by_id": created_by},
             )
+
+
+# Reviewing faces the out-of-distribution filter rejected ----------------------------------------
+
+
+def do_review_faces(faces: Iterable[Face], decision: str, by: AbstractBaseUser) -> list[Face]:
+    """A reviewer approves rejected faces or confirms their rejection; returns the changed faces.
+
+    `decision` is ReviewDecision.Decision ("approve" / "reject"). Only faces the filter rejected
+    are reviewed; a face already carrying the same decision is left alone, so a double click
+    records nothing twice. Each change is a ReviewDecision row (a label for `train_ood
+    --include-reviews`), Face.reviewed_by/reviewed_at and a FaceEvent. Approved faces become
+    trusted: they are matched and, when tagged, become templates; confirmed ones lose any
+    template and automatic tag.
+    """
+    from gallery.models import FaceEvent
+    from recognition.models import ReviewDecision
+    from recognition.tasks import rematch_near_faces
+    from recognition.templates import sync_face_templates
+
+    if decision not in ReviewDecision.Decision.values:
+        raise ValueError(f"unknown review decision {decision!r}")
+    approve = decision == ReviewDecision.Decision.APPROVE
+    status = Face.Review.APPROVED if approve else Face.Review.CONFIRMED
+    ids = sorted({f.pk for f in faces})
+    now = timezone.now()
+    with transaction.atomic():
+        changed = list(
+            Face.objects.select_for_update()
+            .filter(pk__in=ids, ood_status=Face.Quality.REJECTED)
+            .exclude(review_status=status)
+            .order_by("pk")
+        )
+        previous = {face.pk: face.review_status for face in changed}
+        for face in changed:
+            face.review_status = status
+            face.reviewed_by = by
+            face.reviewed_at = now
+            face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
+        ReviewDecision.objects.bulk_create(
+            ReviewDecision(
+                face=face,
+                reviewer=by,
+                decision=decision,
+                ood_score=face.ood_score,
+                reasons=face.ood_reasons,
+            )
+            for face in changed
+        )
+        FaceEvent.objects.bulk_create(
+            FaceEvent(
+                user=by,
+                face=face,
+                person=face.person,
+                action="face_review_approved" if approve else "face_review_confirmed",
+                data={
+                    "ood_score": face.ood_score,
+                    "reasons": face.ood_reasons,
+                    "previous_review": previous[face.pk],
+                },
+            )
+            for face in changed
+        )
+        changed_ids = [f.pk for f in changed]
+        sync_face_templates(changed_ids)
+        confirmed = [f.pk for f in changed if approve and f.assignment == Face.Assignment.CONFIRMED]
+        if confirmed:
+            transaction.on_commit(lambda: rematch_near_faces.delay(confirmed))
+    if changed:
+        # Approved faces get their match; confirmed rejections drop an automatic tag.
+        do_match_faces(changed)
+    return changed
