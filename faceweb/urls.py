@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/search/", face_search_api, name="api-face-search"),
     path("api/", include("gallery.api_urls")),
+    path("review/", include("recognition.urls")),
     path("", include("gallery.urls")),
 ]

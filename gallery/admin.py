@@ -17,6 +17,7 @@ from gallery.models import (
     Photo,
     UploadBatch,
 )
+from recognition.admin import approve_rejected_faces, confirm_face_rejection
 
 
 class GalleryMemberInline(admin.TabularInline):
@@ -125,6 +126,7 @@ class FaceAdmin(admin.ModelAdmin):
     list_select_related = ["photo", "person"]
     # The 128 floats are of no use in a form, and saving them back through one would lose precision.
     exclude = ["embedding"]
+    actions = [approve_rejected_faces, confirm_face_rejection]
 
 
 @admin.register(FaceNotPerson)

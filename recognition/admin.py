@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from gallery.models import Face
 from recognition.models import ProjectionBasis, ReviewDecision, Template
 
 
@@ -35,3 +38,39 @@ class ReviewDecisionAdmin(admin.ModelAdmin):
     raw_id_fields = ["face", "reviewer"]
     list_select_related = ["reviewer"]
     date_hierarchy = "created_at"
+
+
+# Review actions on Face (attached to gallery.admin.FaceAdmin): the same path as the review queue.
+
+
+@admin.action(description="Approve selected rejected faces (match them, allow templates)")
+def approve_rejected_faces(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Face]
+) -> None:
+    _review(modeladmin, request, queryset, ReviewDecision.Decision.APPROVE)
+
+
+@admin.action(description="Confirm rejection of selected faces")
+def confirm_face_rejection(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Face]
+) -> None:
+    _review(modeladmin, request, queryset, ReviewDecision.Decision.REJECT)
+
+
+def _review(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Face], decision: str
+) -> None:
+    from recognition.actions import do_review_faces
+
+    selected = list(queryset)
+    rejected = [f for f in selected if f.ood_status == Face.Quality.REJECTED]
+    changed = do_review_faces(rejected, decision, by=request.user)
+    skipped = len(selected) - len(rejected)
+    verb = "Approved" if decision == ReviewDecision.Decision.APPROVE else "Confirmed rejection of"
+    modeladmin.message_user(
+        request,
+        f"{verb} {len(changed)} face(s)"
+        + (f"; skipped {skipped} the filter did not reject" if skipped else "")
+        + ".",
+        messages.SUCCESS if changed else messages.WARNING,
+    )

@@ -1,0 +1,102 @@
+"""The review queue's read side: who may review, which faces wait, and the queue's filters.
+
+Reviewing is a staff job across all galleries (the filter's mistakes are a property of the model,
+not of one library). Writes go through `recognition.actions.do_review_faces`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import F, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.http import Http404
+from django.utils import timezone
+
+from gallery.models import Face
+
+SORTS = {
+    "score": (F("ood_score").desc(nulls_last=True), "-pk"),
+    "score-asc": (F("ood_score").asc(nulls_first=True), "pk"),
+    "newest": ("-created_at", "-pk"),
+    "oldest": ("created_at", "pk"),
+}
+SHOWS = ("pending", "reviewed")
+
+
+def is_reviewer(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.is_staff)
+
+
+def access_review_face(user: AbstractBaseUser | AnonymousUser, face_id: int) -> Face:
+    """A rejected face for a reviewer; 404 for anyone else and for faces the filter accepted."""
+    if not is_reviewer(user):
+        raise Http404("No such face.")
+    face = (
+        Face.objects.filter(pk=face_id, ood_status=Face.Quality.REJECTED)
+        .select_related("photo", "photo__gallery", "person", "reviewed_by")
+        .first()
+    )
+    if face is None:
+        raise Http404("No such face.")
+    return face
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    q: str = ""
+    gallery: int | None = None
+    since: date | None = None
+    until: date | None = None
+    sort: str = "score"
+    show: str = "pending"
+
+    @classmethod
+    def from_query(cls, params: dict[str, str]) -> QueueFilters:
+        """Bad values are ignored rather than refused: a filter form should never 400."""
+
+        def day(value: str) -> date | None:
+            try:
+                return date.fromisoformat(value) if value else None
+            except ValueError:
+                return None
+
+        gallery = params.get("gallery", "")
+        return cls(
+            q=params.get("q", "").strip()[:200],
+            gallery=int(gallery) if gallery.isdigit() else None,
+            since=day(params.get("since", "")),
+            until=day(params.get("until", "")),
+            sort=params.get("sort", "") if params.get("sort", "") in SORTS else "score",
+            show=params.get("show", "") if params.get("show", "") in SHOWS else "pending",
+        )
+
+
+def _start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def rejected_faces(filters: QueueFilters) -> QuerySet[Face]:
+    """Faces the filter rejected: waiting for a decision, or (show=reviewed) already decided."""
+    faces = Face.objects.filter(ood_status=Face.Quality.REJECTED)
+    if filters.show == "pending":
+        faces = faces.filter(review_status=Face.Review.NONE)
+    else:
+        faces = faces.exclude(review_status=Face.Review.NONE)
+    if filters.q:
+        faces = faces.annotate(reasons_text=Cast("ood_reasons", TextField())).filter(
+            reasons_text__icontains=filters.q
+        )
+    if filters.gallery is not None:
+        faces = faces.filter(photo__gallery_id=filters.gallery)
+    if filters.since is not None:
+        faces = faces.filter(created_at__gte=_start_of(filters.since))
+    if filters.until is not None:
+        faces = faces.filter(created_at__lt=_start_of(filters.until) + timedelta(days=1))
+    if filters.show == "reviewed" and filters.sort == "score":
+        order: tuple = (F("reviewed_at").desc(nulls_last=True), "-pk")
+    else:
+        order = SORTS[filters.sort]
+    return faces.select_related("photo", "photo__gallery", "person", "reviewed_by").order_by(*order)
