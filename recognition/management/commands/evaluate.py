@@ -45,6 +45,11 @@ class Command(BaseCommand):
             help="detector for images where HOG finds no face (cnn: dlib MMOD, ~2 s/image on CPU)",
         )
         parser.add_argument("--no-cache", action="store_true", help="do not read/write var/cache")
+        parser.add_argument(
+            "--ood",
+            action="store_true",
+            help="only the out-of-distribution rows (k-NN + all / + exclusion) -> BENCHMARKS.md",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         root: Path = options["dataset_dir"].resolve()
@@ -53,6 +58,12 @@ class Command(BaseCommand):
         pairs_file: Path | None = options["pairs"]
         if pairs_file is not None and not pairs_file.is_file():
             raise CommandError(f"{pairs_file} is not a file")
+        if options["ood"]:
+            from recognition.evaluation_ood import run
+
+            cache = None if options["no_cache"] else settings.VAR_DIR / "cache"
+            self.stdout.write(run(root, cache))
+            return
         out = options["out"] or settings.VAR_DIR / "eval" / root.name
         hog = DetectorConfig(model="hog", upsample=options["upsample"])
         embed = functools.partial(
