@@ -329,24 +329,8 @@ def do_tag_face(face: Face, person: Person, by: AbstractBaseUser) -> Face:
     """Confirm `person` for `face` (caller checked write access to the face's gallery)."""
     from recognition.templates import sync_face_templates
 
-    _withdraw_guesses(face, person, by)
-    check_person_for_face(face, person)
-    previous = face.person_id
-    face.person = person
-    face.assignment = Face.Assignment.CONFIRMED
-    face.suggested_person = None
-    face.assigned_by = by
-    face.assigned_at = timezone.now()
-    face.save(
-        update_fields=["person", "assignment", "suggested_person", "assigned_by", "assigned_at"]
-    )
-    FaceEvent.objects.create(
-        user=by,
-        face=face,
-        person=person,
-        action="face_tagged",
-        data={"previous_person": previous},
-    )
+    with transaction.atomic():
+        _confirm(face, person, by, "face_tagged")
     sync_face_templates([face.pk])
     _rematch_after_commit([face.pk])
     return face
