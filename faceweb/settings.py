@@ -123,9 +123,17 @@ FACEWEB_DETECTOR = env_str("FACEWEB_DETECTOR", "hog")
 FACEWEB_DETECT_UPSAMPLE = env_int("FACEWEB_DETECT_UPSAMPLE", 1, minimum=0)
 FACEWEB_DETECT_MAX_SIDE = env_int("FACEWEB_DETECT_MAX_SIDE", 1600, minimum=64)
 FACEWEB_MIN_FACE_PX = env_int("FACEWEB_MIN_FACE_PX", 40, minimum=1)
-FACEWEB_SEARCH_LEVELS = env_int_list("FACEWEB_SEARCH_LEVELS", [32, 64, 128])
-FACEWEB_SEARCH_DELTA = env_float("FACEWEB_SEARCH_DELTA", 1.3)
-FACEWEB_SEARCH_SHORTLIST = env_int("FACEWEB_SEARCH_SHORTLIST", 200, minimum=1)
+# Staged prefix search (recognition/search.py; measurements in BENCHMARKS.md, "search"). Level 1
+# is served by an HNSW index on subvector(vector, 1, d_1): another d_1 (or HALFVEC) needs its own
+# index, which `manage.py refit_basis --ensure-index` creates.
+FACEWEB_SEARCH_LEVELS = env_int_list("FACEWEB_SEARCH_LEVELS", [48, 64, 128])
+FACEWEB_SEARCH_DELTA = env_float("FACEWEB_SEARCH_DELTA", 1.5)
+FACEWEB_SEARCH_SHORTLIST = env_int("FACEWEB_SEARCH_SHORTLIST", 32, minimum=1)
+FACEWEB_SEARCH_EF_SEARCH = env_int("FACEWEB_SEARCH_EF_SEARCH", 100, minimum=1)
+FACEWEB_SEARCH_MODE = env_str("FACEWEB_SEARCH_MODE", "fixed")  # or "variable"
+FACEWEB_SEARCH_HALFVEC = env_bool("FACEWEB_SEARCH_HALFVEC", False)
+# A gallery filter letting through at most this many templates is searched exactly.
+FACEWEB_SEARCH_EXACT_MAX_ROWS = env_int("FACEWEB_SEARCH_EXACT_MAX_ROWS", 5000, minimum=0)
 
 # Celery: CELERY_BROKER_URL when set (Redis or RabbitMQ). Without one, a filesystem broker under
 # var/ lets `run` start a real worker on a machine with no broker server.

@@ -32,11 +32,12 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from psycopg import pq
 
 from recognition.projection import Basis
 
@@ -55,6 +56,7 @@ class SearchParams:
     half: bool = False  # the level-1 index stores the prefix as halfvec
     exact_max_rows: int = 5000  # a filter matching at most this many rows uses the exact plan
     max_scan_tuples: int = 100_000
+    levels_in: str = "numpy"  # "sql": PostgreSQL computes each level's distance on the shortlist
 
     def __post_init__(self) -> None:
         levels = tuple(int(d) for d in self.levels)
@@ -68,6 +70,8 @@ class SearchParams:
             raise ValueError("shortlist must be >= 1")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.levels_in not in ("numpy", "sql"):
+            raise ValueError(f"levels_in must be numpy or sql, got {self.levels_in!r}")
         if self.step < 1:
             raise ValueError("step must be >= 1")
         object.__setattr__(self, "levels", levels)
@@ -150,21 +154,62 @@ def staged_rank(
     different bases (a refit in progress): distances are rotation invariant, so rows of different
     bases compare correctly once each is measured against the query rotated into its own basis.
     """
-    stats = stats if stats is not None else SearchStats()
     n, dim = vectors.shape
+    per_row = queries.ndim == 2
+
+    def increment(alive: np.ndarray, prev: int, d: int) -> np.ndarray:
+        q = queries[alive, prev:d] if per_row else queries[prev:d]
+        diff = vectors[alive, prev:d].astype(np.float64) - q
+        return np.einsum("ij,ij->i", diff, diff)
+
+    return _run_levels(
+        n, dim, _schedule(params, dim), labels, faces, params, top_n, stats, increment
+    )
+
+
+def staged_rank_precomputed(
+    level_sq: np.ndarray,
+    levels: Sequence[int],
+    labels: np.ndarray,
+    faces: np.ndarray,
+    params: SearchParams,
+    top_n: int,
+    stats: SearchStats | None = None,
+) -> list[Candidate]:
+    """The same rule on squared prefix distances computed elsewhere (in SQL): column i of
+    `level_sq` (N, L) is the squared distance over the first levels[i] components."""
+    column = {d: i for i, d in enumerate(levels)}
+
+    def increment(alive: np.ndarray, prev: int, d: int) -> np.ndarray:
+        now = level_sq[alive, column[d]]
+        return now - level_sq[alive, column[prev]] if prev else now
+
+    return _run_levels(
+        level_sq.shape[0], levels[-1], list(levels), labels, faces, params, top_n, stats, increment
+    )
+
+
+def _run_levels(
+    n: int,
+    dim: int,
+    schedule: list[int],
+    labels: np.ndarray,
+    faces: np.ndarray,
+    params: SearchParams,
+    top_n: int,
+    stats: SearchStats | None,
+    increment: Callable[[np.ndarray, int, int], np.ndarray],
+) -> list[Candidate]:
+    stats = stats if stats is not None else SearchStats()
     if n == 0:
         return []
-    per_row = queries.ndim == 2
     acc = np.zeros(n, dtype=np.float64)
     alive = np.arange(n)
     prev = 0
-    schedule = _schedule(params, dim)
     i = 0
     while True:
         d = schedule[i]
-        q = queries[alive, prev:d] if per_row else queries[prev:d]
-        diff = vectors[alive, prev:d].astype(np.float64) - q
-        acc[alive] += np.einsum("ij,ij->i", diff, diff)
+        acc[alive] += increment(alive, prev, d)
         stats.rows_per_level.append(int(alive.shape[0]))
         stats.components_per_level.append(d)
         stats.components_read += int(alive.shape[0]) * (d - prev)
@@ -187,7 +232,9 @@ def staged_rank(
             if len(best_rows) == top_n:
                 break
     return [
-        Candidate(person_id=label, distance=float(math.sqrt(acc[row])), face_id=int(faces[row]))
+        Candidate(
+            person_id=label, distance=float(math.sqrt(max(acc[row], 0.0))), face_id=int(faces[row])
+        )
         for label, row in best_rows.items()
     ]
 
@@ -266,6 +313,43 @@ def count_filtered(cursor: Any, table: TemplateTable, gallery_ids: Sequence[int]
     return int(cursor.fetchone()[0])
 
 
+def _transaction_open(cursor: Any) -> bool:
+    raw = getattr(cursor, "cursor", cursor)  # Django's CursorWrapper, or a psycopg cursor
+    return raw.connection.info.transaction_status != pq.TransactionStatus.IDLE
+
+
+def _with_index_settings(
+    cursor: Any, params: SearchParams, sql: str, args: Sequence[Any]
+) -> list[tuple]:
+    """Run `sql` with the HNSW scan settings, in one round trip, leaving no setting behind.
+
+    The settings are SET LOCAL (`set_config(..., true)`) and sent with the query as one
+    multi-statement message: outside a transaction that message is its own implicit
+    transaction, so they end with it; inside the caller's transaction a savepoint rolled back
+    after the query restores them. enable_seqscan is off so that plan "hnsw" really scans the
+    index even on small tables (the exact plan is chosen before, by counting).
+    """
+    ef = max(params.ef_search or 0, params.shortlist)
+    settings_sql = (
+        "SELECT set_config('hnsw.ef_search', %s, true), "
+        "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+        "set_config('hnsw.max_scan_tuples', %s, true), "
+        "set_config('enable_seqscan', 'off', true)"
+    )
+    values = [str(min(ef, 1000)), str(params.max_scan_tuples), *args]
+    if _transaction_open(cursor):
+        cursor.execute(
+            f"SAVEPOINT faceweb_search; {settings_sql}; {sql}; "
+            "ROLLBACK TO SAVEPOINT faceweb_search; RELEASE SAVEPOINT faceweb_search",
+            values,
+        )
+        cursor.nextset()
+    else:
+        cursor.execute(f"{settings_sql}; {sql}", values)
+    cursor.nextset()
+    return cursor.fetchall()
+
+
 def fetch_shortlist(
     cursor: Any,
     table: TemplateTable,
@@ -276,32 +360,67 @@ def fetch_shortlist(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Level 1: the `shortlist` rows nearest over the first d_1 components, via the HNSW index.
 
-    Must run inside a transaction: the hnsw.* settings are SET LOCAL. relaxed_order lets the
-    iterative scan keep going past ef_search until enough rows pass the filter; the rows come
-    back only approximately ordered, which is fine because the levels re-rank them in numpy.
+    relaxed_order lets the iterative scan keep going past ef_search until enough rows pass the
+    filter; the rows come back only approximately ordered, which is fine because the levels
+    re-rank them in numpy.
     """
     d1 = params.levels[0]
     expr = table.prefix_expr(d1, params.half)
     kind = "halfvec" if params.half else "vector"
-    ef = max(params.ef_search or 0, params.shortlist)
-    cursor.execute(
-        "SELECT set_config('hnsw.ef_search', %s, true), "
-        "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-        "set_config('hnsw.max_scan_tuples', %s, true), "
-        "set_config('enable_seqscan', 'off', true)",
-        [str(min(ef, 1000)), str(params.max_scan_tuples)],
-    )
     where, args = _filter_sql(gallery_ids)
-    cursor.execute(
+    rows = _with_index_settings(
+        cursor,
+        params,
         f"WITH s AS MATERIALIZED (SELECT person_id, face_id, vector FROM {table.name} "
         f"WHERE basis_id + 0 = %s{where} ORDER BY {expr} <-> %s::{kind}({d1}) LIMIT %s) "
         f"SELECT person_id, face_id, vector_send(vector) FROM s",
         [basis_id, *args, vector_literal(query[:d1]), params.shortlist],
     )
-    rows = cursor.fetchall()
     persons = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     faces = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
     return persons, faces, _decode_vectors([r[2] for r in rows], query.shape[0])
+
+
+def fetch_shortlist_levels(
+    cursor: Any,
+    table: TemplateTable,
+    basis_id: int,
+    query: np.ndarray,
+    params: SearchParams,
+    gallery_ids: Sequence[int] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Like `fetch_shortlist`, but PostgreSQL returns each level's prefix distance instead of
+    the vectors: (persons, faces, squared distances (N, L), levels)."""
+    d1 = params.levels[0]
+    dim = query.shape[0]
+    levels = [d for d in params.levels if d < dim] + [dim]
+    expr = table.prefix_expr(d1, params.half)
+    kind = "halfvec" if params.half else "vector"
+    where, args = _filter_sql(gallery_ids)
+    columns = ", ".join(
+        f"subvector(vector, 1, {d})::vector({d}) <-> %s::vector({d})"
+        if d < dim
+        else "vector <-> %s::vector"
+        for d in levels
+    )
+    rows = _with_index_settings(
+        cursor,
+        params,
+        f"WITH s AS MATERIALIZED (SELECT person_id, face_id, vector FROM {table.name} "
+        f"WHERE basis_id + 0 = %s{where} ORDER BY {expr} <-> %s::{kind}({d1}) LIMIT %s) "
+        f"SELECT person_id, face_id, {columns} FROM s",
+        [
+            basis_id,
+            *args,
+            vector_literal(query[:d1]),
+            params.shortlist,
+            *[vector_literal(query[:d]) for d in levels],
+        ],
+    )
+    persons = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    faces = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    dist = np.asarray([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(levels))
+    return persons, faces, dist * dist, levels
 
 
 def fetch_exact(
@@ -350,7 +469,7 @@ def staged_search(
 
     `gallery_ids=None` searches every row (benchmarks); an empty list finds nothing. plan is
     "auto" (exact when the filter lets through at most `params.exact_max_rows` rows), "hnsw" or
-    "exact". The caller runs this inside a transaction (the hnsw settings are SET LOCAL).
+    "exact". Works inside or outside a transaction.
     """
     started = time.perf_counter()
     stats = SearchStats(bases=len(bases))
@@ -377,6 +496,17 @@ def staged_search(
         candidates = merge_candidates(lists, top_n)
         stats.components_per_level = [dim]
     else:
+        if params.levels_in == "sql" and len(bases) == 1 and not exclude_person_ids:
+            persons, faces, level_sq, levels = fetch_shortlist_levels(
+                cursor, table, bases[0][0], queries[0], params, gallery_ids
+            )
+            stats.sql_ms = (time.perf_counter() - started) * 1e3
+            stats.shortlist_rows = int(persons.shape[0])
+            candidates = staged_rank_precomputed(
+                level_sq, levels, persons, faces, params, top_n, stats
+            )
+            stats.total_ms = (time.perf_counter() - started) * 1e3
+            return SearchResult(candidates, stats)
         parts = [
             fetch_shortlist(cursor, table, basis_id, q, params, gallery_ids)
             for (basis_id, _), q in zip(bases, queries, strict=True)
@@ -444,7 +574,7 @@ def match_faces(
     One transaction and one read of the bases for the lot. `exclude_person_ids[i]` lists the
     people face i must not be matched to ("not this person" decisions).
     """
-    from django.db import connection, transaction
+    from django.db import connection
 
     from recognition.templates import basis_rows, search_bases
 
@@ -452,7 +582,9 @@ def match_faces(
     params = search_params(levels, delta, shortlist, mode)
     excludes = list(exclude_person_ids) if exclude_person_ids is not None else []
     excludes += [()] * (embeddings.shape[0] - len(excludes))
-    with transaction.atomic(), connection.cursor() as cursor:
+    # No transaction: each query sees the latest committed rows, and the bases are read again
+    # after the searches to notice a refit that started or finished meanwhile.
+    with connection.cursor() as cursor:
         for _attempt in range(3):
             rows = basis_rows(embedder_version)
             bases = search_bases(embedder_version, rows)

@@ -108,9 +108,9 @@ def test_it_finds_the_enrolled_person_with_the_default_levels(
         exact = brute_force(query, enrolled["vectors"], enrolled["person_ids"], 1)[0]
         agree += staged.best.person_id == exact[0]
         correct += staged.best.person_id == truth
-        # Levels 32, 64, 128 were evaluated, on fewer and fewer rows.
-        assert staged.stats.components_per_level == [32, 64, 128]
-        assert staged.stats.rows_per_level[0] == 36
+        # Levels 48, 64, 128 (the defaults) were evaluated, on fewer and fewer rows.
+        assert staged.stats.components_per_level == [48, 64, 128]
+        assert staged.stats.rows_per_level[0] == 32  # the shortlist, of 36 templates
         assert staged.stats.rows_per_level == sorted(staged.stats.rows_per_level, reverse=True)
     assert agree == len(enrolled["probes"])
     assert correct >= len(enrolled["probes"]) - 1
@@ -184,14 +184,15 @@ def test_it_keeps_results_through_a_selective_filter(
         cursor.execute("SET LOCAL enable_seqscan = off")
         sql = (
             f"SELECT face_id FROM {table.name} WHERE basis_id + 0 = %s AND gallery_id + 0 = %s "
-            f"ORDER BY {table.prefix_expr(32, False)} <-> %s::vector(32) LIMIT 10"
+            f"ORDER BY {table.prefix_expr(48, False)} <-> %s::vector(48) LIMIT 10"
         )
-        args = [basis_id, gallery.pk, vector_literal(query[:32])]
+        args = [basis_id, gallery.pk, vector_literal(query[:48])]
         cursor.execute("EXPLAIN " + sql, args)
         plan = "\n".join(r[0] for r in cursor.fetchall())
-        assert "recognition_template_prefix32_hnsw" in plan
+        assert "recognition_template_prefix48_hnsw" in plan
         cursor.execute(sql, args)
         plain = len(cursor.fetchall())
+        cursor.execute("RESET hnsw.ef_search; RESET enable_seqscan")
     assert plain < 10  # without the iterative scan the filter drops results
 
     for query in crowded["queries"]:
@@ -207,10 +208,14 @@ def test_it_keeps_results_through_a_selective_filter(
         assert result.stats.shortlist_rows == 10
         expected = brute_force(query, crowded["vectors"], crowded["person_ids"], 5)
         got = _as_pairs(result)
-        # The shortlist holds the 10 nearest over 32 components; the best must be among them.
+        # The shortlist holds the 10 nearest over 48 components; the best must be among them.
         assert got[0][0] == expected[0][0]
         assert abs(got[0][1] - expected[0][1]) < 1e-5
         assert {p for p, _ in got} <= set(crowded["person_ids"].tolist())
+        # The settings the search used are gone afterwards, even inside this transaction.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_seqscan')")
+            assert cursor.fetchone()[0] == "on"
         # auto picks the exact plan for so few rows, and it is exact.
         auto = search_people(query, gallery_ids=[gallery.pk], embedder_version=VERSION)
         assert auto.stats.plan == "exact"
