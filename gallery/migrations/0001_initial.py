@@ -10,7 +10,6 @@ from pgvector.django import VectorExtension
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -20,219 +19,565 @@ class Migration(migrations.Migration):
     operations = [
         VectorExtension(),
         migrations.CreateModel(
-            name='Face',
+            name="Face",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('left', models.IntegerField()),
-                ('top', models.IntegerField()),
-                ('width', models.IntegerField()),
-                ('height', models.IntegerField()),
-                ('landmarks', models.JSONField(default=list)),
-                ('det_score', models.FloatField(default=0.0)),
-                ('too_small', models.BooleanField(default=False)),
-                ('crop', models.FileField(blank=True, max_length=255, upload_to=gallery.models.derived_upload_to)),
-                ('embedding', pgvector.django.vector.VectorField(blank=True, dimensions=128, null=True)),
-                ('embedder_version', models.CharField(blank=True, max_length=64)),
-                ('quality', models.JSONField(blank=True, default=dict)),
-                ('ood_status', models.CharField(choices=[('pending', 'Not checked'), ('accepted', 'Accepted'), ('rejected', 'Rejected (out of distribution)')], default='pending', max_length=10)),
-                ('ood_score', models.FloatField(blank=True, null=True)),
-                ('ood_reasons', models.JSONField(blank=True, default=list)),
-                ('ood_model_version', models.CharField(blank=True, max_length=64)),
-                ('review_status', models.CharField(blank=True, choices=[('', 'Not reviewed'), ('approved', 'Approved by a reviewer'), ('confirmed', 'Rejection confirmed by a reviewer')], default='', max_length=10)),
-                ('reviewed_at', models.DateTimeField(blank=True, null=True)),
-                ('assignment', models.CharField(blank=True, choices=[('', 'Unknown'), ('suggested', 'Suggested'), ('confirmed', 'Confirmed')], default='', max_length=10)),
-                ('match_distance', models.FloatField(blank=True, null=True)),
-                ('assigned_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('assigned_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('reviewed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("left", models.IntegerField()),
+                ("top", models.IntegerField()),
+                ("width", models.IntegerField()),
+                ("height", models.IntegerField()),
+                ("landmarks", models.JSONField(default=list)),
+                ("det_score", models.FloatField(default=0.0)),
+                ("too_small", models.BooleanField(default=False)),
+                (
+                    "crop",
+                    models.FileField(
+                        blank=True, max_length=255, upload_to=gallery.models.derived_upload_to
+                    ),
+                ),
+                (
+                    "embedding",
+                    pgvector.django.vector.VectorField(blank=True, dimensions=128, null=True),
+                ),
+                ("embedder_version", models.CharField(blank=True, max_length=64)),
+                ("quality", models.JSONField(blank=True, default=dict)),
+                (
+                    "ood_status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Not checked"),
+                            ("accepted", "Accepted"),
+                            ("rejected", "Rejected (out of distribution)"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("ood_score", models.FloatField(blank=True, null=True)),
+                ("ood_reasons", models.JSONField(blank=True, default=list)),
+                ("ood_model_version", models.CharField(blank=True, max_length=64)),
+                (
+                    "review_status",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Not reviewed"),
+                            ("approved", "Approved by a reviewer"),
+                            ("confirmed", "Rejection confirmed by a reviewer"),
+                        ],
+                        default="",
+                        max_length=10,
+                    ),
+                ),
+                ("reviewed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "assignment",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Unknown"),
+                            ("suggested", "Suggested"),
+                            ("confirmed", "Confirmed"),
+                        ],
+                        default="",
+                        max_length=10,
+                    ),
+                ),
+                ("match_distance", models.FloatField(blank=True, null=True)),
+                ("assigned_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "assigned_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "reviewed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['photo_id', 'left'],
+                "ordering": ["photo_id", "left"],
             },
         ),
         migrations.CreateModel(
-            name='Gallery',
+            name="Gallery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('tags', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=50), blank=True, default=list, size=None)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='galleries', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "tags",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=50),
+                        blank=True,
+                        default=list,
+                        size=None,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="galleries",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'galleries',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "galleries",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='GalleryMember',
+            name="GalleryMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('viewer', 'Viewer'), ('editor', 'Editor')], default='viewer', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('gallery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='members', to='gallery.gallery')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='gallery_memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("viewer", "Viewer"), ("editor", "Editor")],
+                        default="viewer",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "gallery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="members",
+                        to="gallery.gallery",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="gallery_memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Person',
+            name="Person",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('hidden', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('merged_into', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='merged_from', to='gallery.person')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='people', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("hidden", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "merged_into",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="merged_from",
+                        to="gallery.person",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="people",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', 'id'],
+                "ordering": ["name", "id"],
             },
         ),
         migrations.CreateModel(
-            name='FaceNotPerson',
+            name="FaceNotPerson",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('face', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='not_persons', to='gallery.face')),
-                ('via_face', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='gallery.face')),
-                ('person', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='gallery.person')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "face",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="not_persons",
+                        to="gallery.face",
+                    ),
+                ),
+                (
+                    "via_face",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="gallery.face",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="gallery.person",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FaceEvent',
+            name="FaceEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=40)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('face', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='gallery.face')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('person', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='gallery.person')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("action", models.CharField(max_length=40)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "face",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="gallery.face",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="gallery.person",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='face',
-            name='person',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='faces', to='gallery.person'),
+            model_name="face",
+            name="person",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="faces",
+                to="gallery.person",
+            ),
         ),
         migrations.AddField(
-            model_name='face',
-            name='suggested_person',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='suggested_faces', to='gallery.person'),
+            model_name="face",
+            name="suggested_person",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="suggested_faces",
+                to="gallery.person",
+            ),
         ),
         migrations.CreateModel(
-            name='PersonMerge',
+            name="PersonMerge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('face_ids', models.JSONField(default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('undone_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='gallery.person')),
-                ('target', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='gallery.person')),
-                ('undone_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("face_ids", models.JSONField(default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("undone_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="gallery.person",
+                    ),
+                ),
+                (
+                    "target",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="gallery.person",
+                    ),
+                ),
+                (
+                    "undone_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Photo',
+            name="Photo",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('original', models.FileField(max_length=255, upload_to=gallery.models.original_upload_to)),
-                ('original_name', models.CharField(max_length=255)),
-                ('content_type', models.CharField(blank=True, max_length=100)),
-                ('size_bytes', models.BigIntegerField(default=0)),
-                ('sha256', models.CharField(max_length=64)),
-                ('width', models.PositiveIntegerField(blank=True, null=True)),
-                ('height', models.PositiveIntegerField(blank=True, null=True)),
-                ('thumbnail', models.FileField(blank=True, max_length=255, upload_to=gallery.models.derived_upload_to)),
-                ('preview', models.FileField(blank=True, max_length=255, upload_to=gallery.models.derived_upload_to)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Processing'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=12)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('taken_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('processing_started_at', models.DateTimeField(blank=True, null=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('gallery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='photos', to='gallery.gallery')),
-                ('uploaded_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "original",
+                    models.FileField(max_length=255, upload_to=gallery.models.original_upload_to),
+                ),
+                ("original_name", models.CharField(max_length=255)),
+                ("content_type", models.CharField(blank=True, max_length=100)),
+                ("size_bytes", models.BigIntegerField(default=0)),
+                ("sha256", models.CharField(max_length=64)),
+                ("width", models.PositiveIntegerField(blank=True, null=True)),
+                ("height", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "thumbnail",
+                    models.FileField(
+                        blank=True, max_length=255, upload_to=gallery.models.derived_upload_to
+                    ),
+                ),
+                (
+                    "preview",
+                    models.FileField(
+                        blank=True, max_length=255, upload_to=gallery.models.derived_upload_to
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("processing", "Processing"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("taken_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("processing_started_at", models.DateTimeField(blank=True, null=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "gallery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="photos",
+                        to="gallery.gallery",
+                    ),
+                ),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='face',
-            name='photo',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='faces', to='gallery.photo'),
+            model_name="face",
+            name="photo",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="faces",
+                to="gallery.photo",
+            ),
         ),
         migrations.CreateModel(
-            name='UploadBatch',
+            name="UploadBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rejected', models.JSONField(blank=True, default=list)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('gallery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='batches', to='gallery.gallery')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("rejected", models.JSONField(blank=True, default=list)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "gallery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="batches",
+                        to="gallery.gallery",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'upload batches',
+                "verbose_name_plural": "upload batches",
             },
         ),
         migrations.AddField(
-            model_name='photo',
-            name='batch',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='photos', to='gallery.uploadbatch'),
+            model_name="photo",
+            name="batch",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="photos",
+                to="gallery.uploadbatch",
+            ),
         ),
         migrations.AddIndex(
-            model_name='gallery',
-            index=models.Index(fields=['owner', '-created_at'], name='gallery_gal_owner_i_27a1bd_idx'),
+            model_name="gallery",
+            index=models.Index(
+                fields=["owner", "-created_at"], name="gallery_gal_owner_i_27a1bd_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='gallerymember',
-            constraint=models.UniqueConstraint(fields=('gallery', 'user'), name='gallery_member_unique'),
+            model_name="gallerymember",
+            constraint=models.UniqueConstraint(
+                fields=("gallery", "user"), name="gallery_member_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='person',
-            index=models.Index(fields=['owner', 'name'], name='gallery_per_owner_i_191395_idx'),
+            model_name="person",
+            index=models.Index(fields=["owner", "name"], name="gallery_per_owner_i_191395_idx"),
         ),
         migrations.AddConstraint(
-            model_name='facenotperson',
-            constraint=models.UniqueConstraint(fields=('face', 'person'), name='face_not_person_unique'),
+            model_name="facenotperson",
+            constraint=models.UniqueConstraint(
+                fields=("face", "person"), name="face_not_person_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='faceevent',
-            index=models.Index(fields=['action', '-created_at'], name='gallery_fac_action_436964_idx'),
+            model_name="faceevent",
+            index=models.Index(
+                fields=["action", "-created_at"], name="gallery_fac_action_436964_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='face',
-            index=models.Index(fields=['ood_status', 'review_status'], name='gallery_fac_ood_sta_a32db6_idx'),
+            model_name="face",
+            index=models.Index(
+                fields=["ood_status", "review_status"], name="gallery_fac_ood_sta_a32db6_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='face',
-            index=models.Index(fields=['person', 'assignment'], name='gallery_fac_person__e60c7e_idx'),
+            model_name="face",
+            index=models.Index(
+                fields=["person", "assignment"], name="gallery_fac_person__e60c7e_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='face',
-            constraint=models.UniqueConstraint(condition=models.Q(('person__isnull', False)), fields=('photo', 'person'), name='face_one_person_per_photo'),
+            model_name="face",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("person__isnull", False)),
+                fields=("photo", "person"),
+                name="face_one_person_per_photo",
+            ),
         ),
         migrations.AddIndex(
-            model_name='photo',
-            index=models.Index(fields=['gallery', '-created_at'], name='gallery_pho_gallery_94b3fd_idx'),
+            model_name="photo",
+            index=models.Index(
+                fields=["gallery", "-created_at"], name="gallery_pho_gallery_94b3fd_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='photo',
-            index=models.Index(fields=['status', 'processing_started_at'], name='gallery_pho_status_d89325_idx'),
+            model_name="photo",
+            index=models.Index(
+                fields=["status", "processing_started_at"], name="gallery_pho_status_d89325_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='photo',
-            constraint=models.UniqueConstraint(fields=('gallery', 'sha256'), name='photo_unique_in_gallery'),
+            model_name="photo",
+            constraint=models.UniqueConstraint(
+                fields=("gallery", "sha256"), name="photo_unique_in_gallery"
+            ),
         ),
     ]

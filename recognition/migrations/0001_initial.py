@@ -7,63 +7,151 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('gallery', '0001_initial'),
+        ("gallery", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProjectionBasis',
+            name="ProjectionBasis",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('embedder_version', models.CharField(max_length=64)),
-                ('version', models.PositiveIntegerField()),
-                ('dim', models.PositiveIntegerField(default=128)),
-                ('mean', models.BinaryField()),
-                ('rotation', models.BinaryField()),
-                ('eigenvalues', models.JSONField(default=list)),
-                ('n_samples', models.PositiveIntegerField(default=0)),
-                ('is_active', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("embedder_version", models.CharField(max_length=64)),
+                ("version", models.PositiveIntegerField()),
+                ("dim", models.PositiveIntegerField(default=128)),
+                ("mean", models.BinaryField()),
+                ("rotation", models.BinaryField()),
+                ("eigenvalues", models.JSONField(default=list)),
+                ("n_samples", models.PositiveIntegerField(default=0)),
+                ("is_active", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('embedder_version', 'version'), name='basis_version_unique'), models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('embedder_version',), name='basis_one_active_per_embedder')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("embedder_version", "version"), name="basis_version_unique"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)),
+                        fields=("embedder_version",),
+                        name="basis_one_active_per_embedder",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ReviewDecision',
+            name="ReviewDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('decision', models.CharField(choices=[('approve', 'Approve (in distribution)'), ('reject', 'Confirm rejection (out of distribution)')], max_length=10)),
-                ('ood_score', models.FloatField(blank=True, null=True)),
-                ('reasons', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('face', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='review_decisions', to='gallery.face')),
-                ('reviewer', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[
+                            ("approve", "Approve (in distribution)"),
+                            ("reject", "Confirm rejection (out of distribution)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("ood_score", models.FloatField(blank=True, null=True)),
+                ("reasons", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "face",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="review_decisions",
+                        to="gallery.face",
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Template',
+            name="Template",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('embedder_version', models.CharField(max_length=64)),
-                ('vector', pgvector.django.vector.VectorField(dimensions=128)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('basis', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='templates', to='recognition.projectionbasis')),
-                ('face', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='template', to='gallery.face')),
-                ('gallery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='gallery.gallery')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('person', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='templates', to='gallery.person')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("embedder_version", models.CharField(max_length=64)),
+                ("vector", pgvector.django.vector.VectorField(dimensions=128)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "basis",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="templates",
+                        to="recognition.projectionbasis",
+                    ),
+                ),
+                (
+                    "face",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="template",
+                        to="gallery.face",
+                    ),
+                ),
+                (
+                    "gallery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="gallery.gallery",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="templates",
+                        to="gallery.person",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['embedder_version', 'basis'], name='recognition_embedde_a04948_idx'), models.Index(fields=['gallery'], name='recognition_gallery_ee1339_idx'), models.Index(fields=['person'], name='recognition_person__ecdd1c_idx')],
+                "indexes": [
+                    models.Index(
+                        fields=["embedder_version", "basis"], name="recognition_embedde_a04948_idx"
+                    ),
+                    models.Index(fields=["gallery"], name="recognition_gallery_ee1339_idx"),
+                    models.Index(fields=["person"], name="recognition_person__ecdd1c_idx"),
+                ],
             },
         ),
     ]
