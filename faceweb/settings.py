@@ -95,6 +95,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every request until collectstatic runs
 
 # Media is never served as public static files: every file goes through an access check
 # (gallery.views.media). FACEWEB_MEDIA_ACCEL_PREFIX hands the bytes to nginx (X-Accel-Redirect).
