@@ -222,3 +222,18 @@ def test_it_refits_through_the_task_and_the_command(gallery: Gallery, enrolled: 
     assert active.version == 3
     assert set(Template.objects.values_list("basis_id", flat=True)) == {active.pk}
     _check_searches(enrolled, gallery)
+
+
+def test_it_creates_the_level_one_index_the_settings_ask_for(
+    gallery: Gallery, settings: object
+) -> None:
+    from django.db import connection
+
+    settings.FACEWEB_SEARCH_LEVELS = [40, 64, 128]
+    call_command("refit_basis", "--ensure-index")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'recognition_template_prefix40_hnsw'"
+        )
+        (definition,) = cursor.fetchone()
+    assert "subvector(vector, 1, 40)" in definition and "hnsw" in definition

@@ -33,7 +33,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["ensure_index"]:
             params = search_params()
-            sql = TemplateTable().create_index_sql(params.levels[0], params.half, concurrently=True)
+            # CONCURRENTLY keeps searches and writes going while it builds; it cannot run inside
+            # a transaction (the tests run commands inside one).
+            sql = TemplateTable().create_index_sql(
+                params.levels[0],
+                params.half,
+                m=24,
+                ef_construction=128,
+                concurrently=not connection.in_atomic_block,
+            )
             with connection.cursor() as cursor:
                 cursor.execute(sql)
             self.stdout.write(
