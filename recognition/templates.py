@@ -276,7 +276,7 @@ def do_start_refit(embedder_version: str, *, resume: bool = True) -> ProjectionB
 def _move_batch(embedder_version: str, target: ProjectionBasis, limit: int | None) -> int:
     basis = basis_of(target)
     qs = (
-        Template.objects.filter(embedder_version=embedder_version)
+        Template.objects.filter(embedder_version=embedder_version, face__embedding__isnull=False)
         .exclude(basis_id=target.pk)
         .order_by("pk")
         .values_list("pk", "face__embedding")
