@@ -327,13 +327,10 @@ def check_person_for_face(face: Face, person: Person) -> None:
 
 def do_tag_face(face: Face, person: Person, by: AbstractBaseUser) -> Face:
     """Confirm `person` for `face` (caller checked write access to the face's gallery)."""
-    from recognition.templates import sync_face_templates
-
-    with transaction.atomic():
-        _confirm(face, person, by, "face_tagged")
-    sync_face_templates([face.pk])
-    _rematch_after_commit([face.pk])
-    return face
+    tagged, errors = do_tag_faces([face], person, by)
+    if errors:
+        raise ActionError(errors[0][1])
+    return tagged[0]
 
 
 def do_untag_face(face: Face, by: AbstractBaseUser) -> Face:
