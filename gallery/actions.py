@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -405,8 +405,7 @@ def _withdraw_guesses(face: Face, person: Person, by: AbstractBaseUser) -> None:
 
 
 def _confirm(face: Face, person: Person, by: AbstractBaseUser, action: str) -> None:
-    """Caller holds a transaction."""
-    _lock_and_refresh(face)
+    """Caller holds a transaction and has called _lock_and_refresh(face)."""
     _withdraw_guesses(face, person, by)
     check_person_for_face(face, person)
     previous = face.person_id
@@ -435,30 +434,44 @@ def do_confirm_suggestion(face: Face, by: AbstractBaseUser) -> Face:
     return confirmed[0]
 
 
-def do_confirm_suggestions(
-    faces: Iterable[Face], by: AbstractBaseUser
+def _confirm_each(
+    faces: Iterable[Face], by: AbstractBaseUser, action: str, choose: Callable[[Face], Person]
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
-    """Confirm many suggestions; each face that cannot be confirmed is returned with why."""
+    """Confirm `choose(face)` for each face in its own transaction; refusals come back with why.
+
+    `choose` sees the face re-read under its row lock and raises ActionError to skip it.
+    """
     from recognition.templates import sync_face_templates
 
-    confirmed: list[Face] = []
+    done: list[Face] = []
     errors: list[tuple[Face, str]] = []
     for face in faces:
         try:
             with transaction.atomic():
                 _lock_and_refresh(face)
-                person = pending_person(face)
-                if person is None:
-                    raise ActionError("This face has no suggestion to confirm.")
-                _confirm(face, person, by, "suggestion_confirmed")
+                _confirm(face, choose(face), by, action)
         except ActionError as exc:
             errors.append((face, str(exc)))
             continue
-        confirmed.append(face)
-    ids = [f.pk for f in confirmed]
+        done.append(face)
+    ids = [f.pk for f in done]
     sync_face_templates(ids)
     _rematch_after_commit(ids)
-    return confirmed, errors
+    return done, errors
+
+
+def do_confirm_suggestions(
+    faces: Iterable[Face], by: AbstractBaseUser
+) -> tuple[list[Face], list[tuple[Face, str]]]:
+    """Confirm many suggestions; each face that cannot be confirmed is returned with why."""
+
+    def suggested(face: Face) -> Person:
+        person = pending_person(face)
+        if person is None:
+            raise ActionError("This face has no suggestion to confirm.")
+        return person
+
+    return _confirm_each(faces, by, "suggestion_confirmed", suggested)
 
 
 def do_tag_faces(
@@ -469,22 +482,7 @@ def do_tag_faces(
     Faces that would give `person` twice in one photo are skipped with the reason; the others
     are confirmed.
     """
-    from recognition.templates import sync_face_templates
-
-    tagged: list[Face] = []
-    errors: list[tuple[Face, str]] = []
-    for face in faces:
-        try:
-            with transaction.atomic():
-                _confirm(face, person, by, "face_tagged")
-        except ActionError as exc:
-            errors.append((face, str(exc)))
-            continue
-        tagged.append(face)
-    ids = [f.pk for f in tagged]
-    sync_face_templates(ids)
-    _rematch_after_commit(ids)
-    return tagged, errors
+    return _confirm_each(faces, by, "face_tagged", lambda _face: person)
 
 
 def do_reject_suggestion(face: Face, by: AbstractBaseUser) -> Face:
