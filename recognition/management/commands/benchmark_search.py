@@ -202,13 +202,14 @@ NOTES = """### How the staged search works, and what the numbers say
   in 150 was beyond the 200 nearest.
 - Why the 1M targets are missed here. (1) Buffer misses: the embedded server runs with
   shared_buffers 128 MB and the 1M-row level-1 index is 577 MB; EXPLAIN (ANALYZE, BUFFERS) with
-  track_io_timing on 60 probes: median 1,598 buffer hits and 2,770 reads from the OS cache, 10.1
-  of 13.7 ms in reads (plain full-vector HNSW at ef_search 100: 9.1 of 11.5 ms). A server whose
-  shared_buffers holds the index would answer in about 4 ms (not measured: the shared server was
-  not restarted). (2) The probes are real while 99.6% of the rows are synthetic, and the real
-  templates form a small island the HNSW graph reaches badly: with the default settings at 1M,
-  300 synthetic probes (a synthetic template plus within-identity noise) agreed with exact search
-  on 99.3%, 300 real probes on 95.0%. Real-probe agreement needs ef_search 400 (99.4%, 43 ms)."""
+  track_io_timing on 60 probes (also a one-off exploratory run): median 1,598 buffer hits and
+  2,770 reads from the OS cache, 10.1 of 13.7 ms in reads (plain full-vector HNSW at ef_search
+  100: 9.1 of 11.5 ms). A server whose shared_buffers holds the index would answer in about 4 ms
+  (not measured: the shared server was not restarted). (2) The probes are real while 99.6% of the
+  rows are synthetic, and the real templates form a small island the HNSW graph reaches badly: in
+  a one-off exploratory run (not part of this command) with the default settings at 1M, 300
+  synthetic probes (a synthetic template plus within-identity noise) agreed with exact search on
+  99.3%, 300 real probes on 95.0%. Real-probe agreement needs ef_search 400 (99.4%, 43 ms)."""
 
 
 def in_memory_markdown(data: Data) -> str:
