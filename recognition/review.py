@@ -10,15 +10,27 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import F, QuerySet, TextField
+from django.db.models import (
+    BooleanField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+)
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
 
 from gallery.models import Face
+from recognition.models import Template
 
 SORTS = {
     "score": (F("ood_score").desc(nulls_last=True), "-pk"),
+    # Faces whose approval would enrol their person (see `rejected_faces`) first.
+    "unenrolled": (F("sole_reference").desc(), F("ood_score").desc(nulls_last=True), "-pk"),
     "score-asc": (F("ood_score").asc(nulls_first=True), "pk"),
     "newest": ("-created_at", "-pk"),
     "oldest": ("created_at", "pk"),
@@ -79,8 +91,20 @@ def _start_of(day: date) -> datetime:
 
 
 def rejected_faces(filters: QueueFilters) -> QuerySet[Face]:
-    """Faces the filter rejected: waiting for a decision, or (show=reviewed) already decided."""
-    faces = Face.objects.filter(ood_status=Face.Quality.REJECTED)
+    """Faces the filter rejected: waiting for a decision, or (show=reviewed) already decided.
+
+    Each face carries `sole_reference`: it is tagged with a person who has no template at all,
+    so search cannot find that person until a reviewer approves one of their faces. On LFW
+    this is where exclusion costs accuracy (BENCHMARKS.md, "failure to enrol"), so the queue
+    can put those faces first (sort "unenrolled").
+    """
+    faces = Face.objects.filter(ood_status=Face.Quality.REJECTED).annotate(
+        sole_reference=ExpressionWrapper(
+            Q(person__isnull=False)
+            & ~Exists(Template.objects.filter(person_id=OuterRef("person_id"))),
+            output_field=BooleanField(),
+        )
+    )
     if filters.show == "pending":
         faces = faces.filter(review_status=Face.Review.NONE)
     else:

@@ -258,3 +258,40 @@ def test_it_approves_and_confirms_from_django_admin(rejected: list[Face]) -> Non
     assert set(ReviewDecision.objects.values_list("reviewer__username", flat=True)) == {"root"}
     accepted.refresh_from_db()
     assert accepted.review_status == ""
+
+
+def test_it_flags_and_can_sort_first_faces_whose_person_has_no_usable_face(
+    gallery: Gallery, alice: User, staff_client: Client
+) -> None:
+    enrolled = do_create_person(alice, "Obama", by=alice)
+    do_tag_face(face_in_new_photo(gallery, "obama/obama.jpg"), enrolled, by=alice)
+    other = _reject(
+        face_in_new_photo(gallery, "obama/obama1.jpg", trusted=False), 0.95, "classifier 0.95"
+    )
+    do_tag_face(other, enrolled, by=alice)
+    lonely = do_create_person(alice, "Biden", by=alice)
+    only = _reject(
+        face_in_new_photo(gallery, "biden/biden.jpg", trusted=False), 0.61, "classifier 0.61"
+    )
+    do_tag_face(only, lonely, by=alice)
+    untagged = _reject(
+        face_in_new_photo(gallery, "obama/obama2.jpg", trusted=False), 0.99, "classifier 0.99"
+    )
+    faces = [untagged, other, only]
+
+    def order(body: str) -> list[Face]:
+        return sorted(faces, key=lambda f: body.index(f'id="review-face-{f.pk}"'))
+
+    by_score = staff_client.get(reverse(QUEUE)).content.decode()
+    assert order(by_score) == [untagged, other, only]
+    assert by_score.count("sole-reference") == 1
+    assert "No usable face of Biden yet" in by_score
+
+    first = staff_client.get(reverse(QUEUE), {"sort": "unenrolled"}).content.decode()
+    assert order(first) == [only, untagged, other]
+
+    # Once one of Biden's faces is approved he is enrolled, and the flag goes.
+    staff_client.post(reverse("review:review-decide", args=[only.pk]), {"decision": "approve"})
+    assert Template.objects.filter(person=lonely).exists()
+    reviewed = staff_client.get(reverse(QUEUE), {"show": "reviewed"}).content.decode()
+    assert "sole-reference" not in reviewed
