@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gallery.actions import do_create_person, do_tag_face
-from gallery.models import Face, FaceEvent, Gallery
+from gallery.models import Face, FaceEvent, Gallery, Person
 from recognition.models import ReviewDecision, Template
 from tests.conftest import PASSWORD, client_for
 from tests.face_rows import face_in_new_photo, make_face, make_photo
@@ -30,6 +30,15 @@ def _reject(face: Face, score: float, *reasons: str) -> Face:
         ood_model_version="ood-v1",
     )
     face.refresh_from_db()
+    return face
+
+
+def _tagged_reject(gallery: Gallery, relative: str, score: float, person: Person, by: User) -> Face:
+    """A face the filter rejected (score, one classifier reason), tagged with `person`."""
+    face = _reject(
+        face_in_new_photo(gallery, relative, trusted=False), score, f"classifier {score:.2f}"
+    )
+    do_tag_face(face, person, by=by)
     return face
 
 
@@ -205,10 +214,7 @@ def test_it_makes_an_approved_tagged_face_a_template_and_matches_approved_faces(
 ) -> None:
     obama = do_create_person(alice, "Obama", by=alice)
     do_tag_face(face_in_new_photo(gallery, "obama/obama.jpg"), obama, by=alice)
-    tagged = _reject(
-        face_in_new_photo(gallery, "obama/obama1.jpg", trusted=False), 0.8, "classifier 0.80"
-    )
-    do_tag_face(tagged, obama, by=alice)
+    tagged = _tagged_reject(gallery, "obama/obama1.jpg", 0.8, obama, alice)
     unknown = _reject(
         face_in_new_photo(gallery, "obama/obama2.jpg", trusted=False), 0.8, "classifier 0.80"
     )
@@ -265,15 +271,9 @@ def test_it_flags_and_can_sort_first_faces_whose_person_has_no_usable_face(
 ) -> None:
     enrolled = do_create_person(alice, "Obama", by=alice)
     do_tag_face(face_in_new_photo(gallery, "obama/obama.jpg"), enrolled, by=alice)
-    other = _reject(
-        face_in_new_photo(gallery, "obama/obama1.jpg", trusted=False), 0.95, "classifier 0.95"
-    )
-    do_tag_face(other, enrolled, by=alice)
+    other = _tagged_reject(gallery, "obama/obama1.jpg", 0.95, enrolled, alice)
     lonely = do_create_person(alice, "Biden", by=alice)
-    only = _reject(
-        face_in_new_photo(gallery, "biden/biden.jpg", trusted=False), 0.61, "classifier 0.61"
-    )
-    do_tag_face(only, lonely, by=alice)
+    only = _tagged_reject(gallery, "biden/biden.jpg", 0.61, lonely, alice)
     untagged = _reject(
         face_in_new_photo(gallery, "obama/obama2.jpg", trusted=False), 0.99, "classifier 0.99"
     )
