@@ -38,8 +38,6 @@ class Command(BaseCommand):
             sql = TemplateTable().create_index_sql(
                 params.levels[0],
                 params.half,
-                m=24,
-                ef_construction=128,
                 concurrently=not connection.in_atomic_block,
             )
             with connection.cursor() as cursor:
