@@ -5,7 +5,7 @@ listens only on a Unix socket inside its data directory and keeps running after 
 started it exits, so the web server, the worker and the test suite share one server.
 
 PostgreSQL's default shared_buffers (128 MB) is far smaller than the search indexes of a large
-library (the 48-component HNSW index of 1M templates is 577 MiB), so the embedded server is
+library (the 48-component HNSW index of 1M templates is 670 MiB), so the embedded server is
 given `FACEWEB_PG_SHARED_BUFFERS` (default 1GB). The setting needs a server restart: it is done
 when no other client is connected (a new data directory, or a server nobody uses); otherwise the
 value is stored and a warning says it applies at the next restart.
