@@ -222,20 +222,21 @@ NOTES = """### How the staged search works, and what the numbers say
   shared-buffer accesses (one per neighbour visited), not distance arithmetic: 48 components
   instead of 128 save arithmetic only, and the level-1 graph's m 32 reads twice as many
   neighbours per step as plain's m 16. That larger graph is what holds agreement up at 1M.
-- Why 1M is hard, and what was tried (exploratory runs on the same 1M rows, 400 of the real
-  probes, a scratch script timing `ORDER BY prefix <-> q LIMIT k` plus the re-rank; not part of
-  this command). The shortlist is not the limit: by exact 48-component prefix distance, the
-  template of the exact answer is among the 19 nearest for every one of the 400 probes (with 64
-  components, among the 5 nearest). The limit is HNSW's recall on this data, where 200,000
-  synthetic people crowd each probe: at ef_search 100 the level-1 index agreed on 95.9% with m
-  24 / ef_construction 128 (this command's previous run, 1,000 probes), on 98.5% with m 32 / 200
-  (6.3 ms; 99.0% at ef_search 200, 11.6 ms; 99.25% at 400, 22 ms), and on 86.5% for a
-  64-component halfvec index with m 16 / 64. Inserting the rows in random order instead of real-
-  first changed that 86.5% to 87.5%. An IVFFlat index on the same prefix (1,000 lists) agreed on
-  86% at 8 probes (3.7 ms) and 96% at 32 (12.5 ms). A first stage on person centroids ranks
-  worse than on templates (the right person among the 32 nearest centroids for 98.0% at 48
-  components). Each ef_search-100 search touches about 5,500 shared buffers (EXPLAIN ANALYZE,
-  BUFFERS), about 1 us each on this machine: that, not arithmetic, is the 5-6 ms.
+- Why 1M is hard, and what was tried (`python -m bench.bench_level1_index`, section "level1":
+  the same 1M rows, 400 of the real probes, `ORDER BY prefix <-> q LIMIT 20` plus the re-rank).
+  The shortlist is not the limit: by exact 48-component prefix distance the exact answer's
+  template is among the 20 nearest for every probe (with 64 components, among the 5 nearest).
+  The limit is the index's recall on this data, where 200,000 synthetic people crowd each probe:
+  at ef_search 100 the level-1 HNSW index agrees on 95.9% with m 24 / ef_construction 128 (this
+  command's previous run) and on 98.7% with m 32 / 200 (this run); IVFFlat on the same prefix
+  (1,000 lists) needs 100 probes (40 ms) for 99.75%; a 64-component halfvec HNSW index with m 16
+  / 64 agrees on 85.3% at ef_search 100 (2.6 ms), in line with plain HNSW's m 16 graph (85.2%):
+  the graph's m matters more than the prefix length; a first stage on person centroids ranks the
+  right person worse than templates do. One exploratory run (scratch script, not committed)
+  inserted the rows in random order instead of real-first: 87.5% instead of 86.5% for the
+  64-component m 16 index, so insertion order is not the cause. EXPLAIN (ANALYZE, BUFFERS) on a
+  few probes (also exploratory): an ef_search-100 search with m 32 touches about 5,500 shared
+  buffers, about 1 us each on this machine: buffer accesses, not arithmetic, set the 5-7 ms.
 - The "(synthetic probes)" rows run the main configuration on 300 new images of enrolled
   synthetic identities. They agree about as often as the real probes, so the real probes are
   not out of place among the synthetic rows; an earlier note here said they were, from
