@@ -89,15 +89,16 @@ def tune_embedded_server(server: Any, admin_url: str, shared_buffers: str) -> No
                 "(SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers')",
                 [shared_buffers],
             ).fetchone()
+            if current == wanted and not pending:
+                return
+            # Also when a different value is pending (stored by another process): the next
+            # restart must bring this one.
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(shared_buffers))
+            )
+            conn.execute("SELECT pg_reload_conf()")
             if current == wanted:
                 return
-            if not pending:
-                conn.execute(
-                    sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(
-                        sql.Literal(shared_buffers)
-                    )
-                )
-                conn.execute("SELECT pg_reload_conf()")
             others = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
                 "AND pid <> pg_backend_pid()"
