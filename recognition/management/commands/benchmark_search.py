@@ -66,6 +66,7 @@ class MethodResult:
     rows_level2: list[int] = field(default_factory=list)
     components: list[int] = field(default_factory=list)
     sql_ms: list[float] = field(default_factory=list)
+    params: SearchParams | None = None  # staged methods only
 
     def p(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) if self.latencies else math.nan
@@ -443,7 +444,6 @@ class Command(BaseCommand):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._params_of: dict[str, SearchParams] = {}
         self._warmup = 10
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -631,10 +631,13 @@ class Command(BaseCommand):
         truths = {id(r): (truth_p, probe_persons) for r in results}
         if len(syn_queries):
             # The main staged configuration again, on new images of synthetic identities.
-            first = next(r for r in results if r.name.startswith("staged"))
-            params = self._params_of[first.name]
+            first = next(r for r in results if r.params is not None)
             synthetic = self.run_staged(
-                table, data, np.arange(len(syn_queries)), params, data.basis.unrotate(syn_queries)
+                table,
+                data,
+                np.arange(len(syn_queries)),
+                first.params,
+                data.basis.unrotate(syn_queries),
             )
             synthetic.name += SYNTHETIC_SUFFIX
             results.append(synthetic)
@@ -882,8 +885,9 @@ class Command(BaseCommand):
             f"delta {params.delta}, shortlist {params.shortlist}, "
             f"ef_search {max(params.ef_search, params.shortlist)}{where}"
         )
-        self._params_of[name] = params
-        return self._timed(name, idx, run)
+        result = self._timed(name, idx, run)
+        result.params = params
+        return result
 
     # -----------------------------------------------------------------------------------------
 
