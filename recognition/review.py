@@ -46,11 +46,7 @@ def access_review_face(user: AbstractBaseUser | AnonymousUser, face_id: int) -> 
     """A rejected face for a reviewer; 404 for anyone else and for faces the filter accepted."""
     if not is_reviewer(user):
         raise Http404("No such face.")
-    face = (
-        Face.objects.filter(pk=face_id, ood_status=Face.Quality.REJECTED)
-        .select_related("photo", "photo__gallery", "person", "reviewed_by")
-        .first()
-    )
+    face = _rejected().filter(pk=face_id).first()
     if face is None:
         raise Http404("No such face.")
     return face
@@ -90,21 +86,30 @@ def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def rejected_faces(filters: QueueFilters) -> QuerySet[Face]:
-    """Faces the filter rejected: waiting for a decision, or (show=reviewed) already decided.
+def _rejected() -> QuerySet[Face]:
+    """Every rejected face, with what a queue row shows.
 
     Each face carries `sole_reference`: it is tagged with a person who has no template at all,
     so search cannot find that person until a reviewer approves one of their faces. On LFW
     this is where exclusion costs accuracy (BENCHMARKS.md, "failure to enrol"), so the queue
     can put those faces first (sort "unenrolled").
     """
-    faces = Face.objects.filter(ood_status=Face.Quality.REJECTED).annotate(
-        sole_reference=ExpressionWrapper(
-            Q(person__isnull=False)
-            & ~Exists(Template.objects.filter(person_id=OuterRef("person_id"))),
-            output_field=BooleanField(),
+    return (
+        Face.objects.filter(ood_status=Face.Quality.REJECTED)
+        .annotate(
+            sole_reference=ExpressionWrapper(
+                Q(person__isnull=False)
+                & ~Exists(Template.objects.filter(person_id=OuterRef("person_id"))),
+                output_field=BooleanField(),
+            )
         )
+        .select_related("photo", "photo__gallery", "person", "reviewed_by")
     )
+
+
+def rejected_faces(filters: QueueFilters) -> QuerySet[Face]:
+    """Faces the filter rejected: waiting for a decision, or (show=reviewed) already decided."""
+    faces = _rejected()
     if filters.show == "pending":
         faces = faces.filter(review_status=Face.Review.NONE)
     else:
@@ -123,4 +128,4 @@ def rejected_faces(filters: QueueFilters) -> QuerySet[Face]:
         order: tuple = (F("reviewed_at").desc(nulls_last=True), "-pk")
     else:
         order = SORTS[filters.sort]
-    return faces.select_related("photo", "photo__gallery", "person", "reviewed_by").order_by(*order)
+    return faces.order_by(*order)

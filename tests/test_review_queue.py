@@ -290,6 +290,13 @@ def test_it_flags_and_can_sort_first_faces_whose_person_has_no_usable_face(
     first = staff_client.get(reverse(QUEUE), {"sort": "unenrolled"}).content.decode()
     assert order(first) == [only, untagged, other]
 
+    # A row re-rendered on its own (htmx, here after a request without a decision) keeps it.
+    row = staff_client.post(
+        reverse("review:review-decide", args=[only.pk]), {"decision": ""}, HTTP_HX_REQUEST="true"
+    )
+    assert row.status_code == 422
+    assert "No usable face of Biden yet" in row.content.decode()
+
     # Once one of Biden's faces is approved he is enrolled, and the flag goes.
     staff_client.post(reverse("review:review-decide", args=[only.pk]), {"decision": "approve"})
     assert Template.objects.filter(person=lonely).exists()
