@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from bench._report import write_section
-from recognition.detection import DetectorConfig, align_faces, detect_faces
-from recognition.embedding import DlibReferenceEmbedder, Embedder, get_embedder
-from recognition.evaluation import list_labeled_images
-from recognition.imageio import decode_image
+from evaluation.folder import list_labeled_images
+from recognition.core.detection import DetectorConfig, align_faces, detect_faces
+from recognition.core.embedding import DlibReferenceEmbedder, Embedder, get_embedder
+from recognition.core.images import decode_image
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))

@@ -87,7 +87,7 @@ def lfw_embeddings(version: str) -> LfwEmbeddings:
     if cached:
         with np.load(cached[-1], allow_pickle=False) as data:
             return LfwEmbeddings({k: data[k] for k in data.files})
-    from recognition.evaluation import embed_labeled_folder
+    from evaluation.folder import embed_labeled_folder
 
     fresh = embed_labeled_folder(FACES / "lfw", REPO / "var" / "cache", progress=True)
     return LfwEmbeddings(
@@ -116,8 +116,8 @@ def _photo(gallery: Gallery, name: str) -> Photo:
 
 def build_library(owner: User, searcher: User, synthetic: int) -> dict[str, int]:
     """Photos, faces, people and templates; returns the sizes."""
-    from recognition.embedding import get_embedder
-    from recognition.templates import sync_face_templates
+    from recognition.core.embedding import get_embedder
+    from recognition.index.enrolment import sync_face_templates
 
     embedder = get_embedder(settings.FACEWEB_EMBEDDER)
     lfw = lfw_embeddings(embedder.version)
@@ -169,9 +169,9 @@ def build_library(owner: User, searcher: User, synthetic: int) -> dict[str, int]
     Face.objects.bulk_create(faces, batch_size=2000)
 
     # Obama through the real pipeline, in the searcher's own gallery.
-    from recognition.actions import detector_config
-    from recognition.imageio import decode_image
-    from recognition.pipeline import analyse_image
+    from recognition.core.images import decode_image
+    from recognition.core.pipeline import analyse_image
+    from recognition.runtime import detector_config
 
     obama = Person.objects.create(owner=searcher, name="Barack Obama (photos)")
     obama_faces = []
@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
 
-    from recognition.face_search import analyse_probe, search_face
+    from recognition.web.probe import analyse_probe, search_face
 
     original = connection.settings_dict["NAME"]
     connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB

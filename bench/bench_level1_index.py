@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     django.setup()
     from django.conf import settings
 
+    from recognition.index.search import _decode_vectors, vector_literal
     from recognition.management.commands import benchmark_search as B
-    from recognition.search import _decode_vectors, vector_literal
 
     faces = pathlib.Path(settings.BASE_DIR).parent / "shared" / "faces" / "lfw"
     data = B.load_lfw(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 from pathlib import Path
 
@@ -45,6 +46,10 @@ INSTALLED_APPS = [
     "gallery",
     "recognition",
 ]
+# The offline package (evaluation, training: `manage.py evaluate`, `train_ood`, ...) is a Django app
+# where it is present; the production image leaves it out.
+if importlib.util.find_spec("evaluation") is not None:
+    INSTALLED_APPS.append("evaluation")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -124,9 +129,9 @@ FACEWEB_DETECTOR = env_str("FACEWEB_DETECTOR", "hog")
 FACEWEB_DETECT_UPSAMPLE = env_int("FACEWEB_DETECT_UPSAMPLE", 1, minimum=0)
 FACEWEB_DETECT_MAX_SIDE = env_int("FACEWEB_DETECT_MAX_SIDE", 1600, minimum=64)
 FACEWEB_MIN_FACE_PX = env_int("FACEWEB_MIN_FACE_PX", 40, minimum=1)
-# Staged prefix search (recognition/search.py; measurements in BENCHMARKS.md, "search"). Level 1
-# is served by an HNSW index on subvector(vector, 1, d_1): another d_1 (or HALFVEC) needs its own
-# index, which `manage.py refit_basis --ensure-index` creates.
+# Staged prefix search (recognition/index/search.py; measurements in BENCHMARKS.md, "search").
+# Level 1 is served by an HNSW index on subvector(vector, 1, d_1): another d_1 (or HALFVEC) needs
+# its own index, which `manage.py refit_basis --ensure-index` creates.
 FACEWEB_SEARCH_LEVELS = env_int_list("FACEWEB_SEARCH_LEVELS", [48, 64, 128])
 FACEWEB_SEARCH_DELTA = env_float("FACEWEB_SEARCH_DELTA", 1.5)
 FACEWEB_SEARCH_SHORTLIST = env_int("FACEWEB_SEARCH_SHORTLIST", 32, minimum=1)

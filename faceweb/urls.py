@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from recognition.api import face_search as face_search_api
+from recognition.web.api import face_search as face_search_api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,6 +15,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/search/", face_search_api, name="api-face-search"),
     path("api/", include("gallery.api_urls")),
-    path("review/", include("recognition.urls")),
+    path("review/", include("recognition.web.urls")),
     path("", include("gallery.urls")),
 ]

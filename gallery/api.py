@@ -1,5 +1,6 @@
 """The REST API. Every object named in a URL comes through gallery/access.py (404 for strangers,
-403 for read-only members) and every write through gallery/actions.py, as in the HTML views.
+403 for read-only members) and every write through an action (gallery/actions/,
+recognition/actions/), as in the HTML views.
 
 Viewsets here only map HTTP methods to functions; nothing is saved through a serializer.
 """
@@ -17,21 +18,16 @@ from rest_framework.response import Response
 
 from gallery import queries
 from gallery.access import access_face, access_gallery, access_person, access_photo
-from gallery.actions import (
-    ActionError,
+from gallery.actions.common import ActionError
+from gallery.actions.galleries import (
     do_create_gallery,
-    do_create_person,
     do_delete_gallery,
-    do_delete_photo,
-    do_get_or_create_person,
-    do_rename_person,
     do_share_gallery,
-    do_tag_face,
     do_unshare_gallery,
-    do_untag_face,
     do_update_gallery,
-    do_upload_photos,
 )
+from gallery.actions.people import do_create_person, do_get_or_create_person, do_rename_person
+from gallery.actions.photos import do_delete_photo, do_upload_photos
 from gallery.models import Face, Gallery, GalleryMember, Person, Photo
 from gallery.serializers import (
     BatchSerializer,
@@ -47,6 +43,7 @@ from gallery.serializers import (
     UploadRequestSerializer,
     UploadResultSerializer,
 )
+from recognition.actions.identity import do_tag_face, do_untag_face
 
 ERROR = OpenApiResponse(description="The request cannot be carried out; `detail` says why.")
 NOT_FOUND = OpenApiResponse(description="No such object, or not visible to you.")

@@ -1,4 +1,4 @@
-"""HTML forms: they parse and validate input; the writes happen in gallery/actions.py."""
+"""HTML forms: they parse and validate input; the writes happen in the action modules."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Galleries, photos, people and the faces that link them.
 
-Only `gallery/actions.py` and `recognition/actions.py` write these rows (see CONVENTIONS.md).
+Only the action modules write these rows: gallery/actions/ (galleries, photos, people) and
+recognition/actions/ (face identity, processing, review); see README.md, "Architecture".
 """
 
 from __future__ import annotations
@@ -315,3 +316,11 @@ class FaceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+def trusted_q(prefix: str = "") -> Q:
+    """SQL form of `Face.is_trusted` (keep the two in step)."""
+    return Q(**{f"{prefix}review_status": Face.Review.APPROVED}) | (
+        ~Q(**{f"{prefix}review_status": Face.Review.CONFIRMED})
+        & Q(**{f"{prefix}ood_status": Face.Quality.ACCEPTED})
+    )

@@ -1,5 +1,5 @@
 """API representations. Output serializers read; input serializers only validate (writes happen
-in gallery/actions.py, called from gallery/api.py)."""
+in the action modules, called from gallery/api.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from django.urls import path
 
 from gallery import views
 from gallery.views import tagging
-from recognition import search_views
+from recognition.web import probe_views
 
 app_name = "gallery"
 
@@ -46,6 +46,6 @@ urlpatterns = [
     path("people/<int:person_id>/merge/", tagging.person_merge, name="person-merge"),
     path("people/<int:person_id>/hide/", tagging.person_hide, name="person-hide"),
     path("merges/<int:merge_id>/undo/", tagging.merge_undo, name="merge-undo"),
-    # Search by face (recognition/search_views.py).
-    path("search/", search_views.search, name="search"),
+    # Search by face (recognition/web/probe_views.py).
+    path("search/", probe_views.search, name="search"),
 ]

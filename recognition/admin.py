@@ -60,7 +60,7 @@ def confirm_face_rejection(
 def _review(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Face], decision: str
 ) -> None:
-    from recognition.actions import do_review_faces
+    from recognition.actions.review import do_review_faces
 
     selected = list(queryset)
     rejected = [f for f in selected if f.ood_status == Face.Quality.REJECTED]

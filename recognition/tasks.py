@@ -7,10 +7,13 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
-from django.utils import timezone
 
-from gallery.models import Photo
-from recognition.actions import do_fail_photo, do_process_photo
+from gallery.actions.photos import do_claim_photo, do_fail_photo, do_release_photo
+from gallery.models import Face
+from recognition.actions.identity import do_match_faces, do_rematch_near_faces
+from recognition.actions.processing import do_process_photo
+from recognition.index.bases import do_finish_refit, do_refit_batch, do_start_refit
+from recognition.models import ProjectionBasis
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +27,9 @@ logger = logging.getLogger(__name__)
 )
 def process_photo(self: object, photo_id: int) -> str:
     """Claim a queued photo and process it; a second run finds nothing to claim."""
-    claimed = Photo.objects.filter(pk=photo_id, status=Photo.Status.QUEUED).update(
-        status=Photo.Status.PROCESSING,
-        processing_started_at=timezone.now(),
-        error="",
-    )
-    if claimed == 0:
-        return "skipped"
-    photo = Photo.objects.filter(pk=photo_id).select_related("gallery").first()
+    photo = do_claim_photo(photo_id)
     if photo is None:
-        return "gone"
-    Photo.objects.filter(pk=photo_id).update(attempts=photo.attempts + 1)
+        return "skipped"
     try:
         do_process_photo(photo)
     except SoftTimeLimitExceeded:
@@ -42,7 +37,7 @@ def process_photo(self: object, photo_id: int) -> str:
         return "failed"
     except OperationalError:
         # Transient: put the photo back so the retry can claim it again.
-        Photo.objects.filter(pk=photo_id).update(status=Photo.Status.QUEUED)
+        do_release_photo(photo_id)
         raise
     except Exception as exc:
         logger.exception("processing photo %s failed", photo_id)
@@ -57,7 +52,6 @@ def rematch_near_faces(face_ids: list[int]) -> int:
 
     Matching is a recomputation from the current tags, so running it twice is harmless.
     """
-    from recognition.actions import do_rematch_near_faces
 
     return do_rematch_near_faces(face_ids)
 
@@ -65,8 +59,6 @@ def rematch_near_faces(face_ids: list[int]) -> int:
 @shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5, acks_late=True)
 def match_faces(face_ids: list[int]) -> int:
     """Match the given faces (and the other unconfirmed faces of their photos) again."""
-    from gallery.models import Face
-    from recognition.actions import do_match_faces
 
     return len(do_match_faces(list(Face.objects.filter(pk__in=face_ids))))
 
@@ -86,9 +78,6 @@ def refit_basis(embedder_version: str, target_id: int | None = None, batch_size:
     millions of templates never meets the time limit. Running it twice continues the refit.
     """
     import time
-
-    from recognition.models import ProjectionBasis
-    from recognition.templates import do_finish_refit, do_refit_batch, do_start_refit
 
     if target_id is None:
         target = do_start_refit(embedder_version)

@@ -15,10 +15,10 @@ import numpy as np
 from django.conf import settings
 
 from gallery.models import Face, Gallery, Photo
-from recognition.actions import detector_config
-from recognition.embedding import get_embedder
-from recognition.imageio import decode_image
-from recognition.pipeline import analyse_image
+from recognition.core.embedding import get_embedder
+from recognition.core.images import decode_image
+from recognition.core.pipeline import analyse_image
+from recognition.runtime import detector_config
 from tests.conftest import photo_path
 
 _counter = itertools.count(1)

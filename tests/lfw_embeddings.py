@@ -25,9 +25,9 @@ class LabelledEmbeddings:
 def lfw_embeddings(people: int = 12, per_person: int = 4) -> LabelledEmbeddings:
     """`per_person` images of each of the first `people` LFW identities (sorted by name) that have
     at least that many images; the face nearest the image centre of each."""
-    from recognition.detection import align_faces, detect_faces
-    from recognition.embedding import get_embedder
-    from recognition.imageio import decode_image
+    from recognition.core.detection import align_faces, detect_faces
+    from recognition.core.embedding import get_embedder
+    from recognition.core.images import decode_image
 
     root = FACES_DIR / "lfw"
     chips, labels, names = [], [], []

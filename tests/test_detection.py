@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognition.detection import DetectorConfig, align_faces, detect_faces, model_path
-from recognition.imageio import decode_image
+from recognition.core.detection import DetectorConfig, align_faces, detect_faces, model_path
+from recognition.core.images import decode_image
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))

@@ -9,8 +9,8 @@ import dlib
 import numpy as np
 import pytest
 
-from recognition.detection import align_faces, detect_faces, model_path
-from recognition.embedding import (
+from recognition.core.detection import align_faces, detect_faces, model_path
+from recognition.core.embedding import (
     DLIB_RESNET_FILE,
     DLIB_RESNET_VERSION,
     DlibReferenceEmbedder,
@@ -19,7 +19,7 @@ from recognition.embedding import (
     get_embedder,
     load_dlib_resnet,
 )
-from recognition.imageio import decode_image
+from recognition.core.images import decode_image
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))

@@ -10,20 +10,14 @@ import pathlib
 import numpy as np
 import pytest
 
-from recognition.detection import DetectorConfig
-from recognition.evaluation import (
-    NO_FACE,
-    LabeledEmbeddings,
+from evaluation.folder import NO_FACE, LabeledEmbeddings, StageTimes, embed_labeled_folder
+from evaluation.metrics import (
     OpenSetSearches,
-    StageTimes,
-    Variant,
     best_threshold,
     closed_set_split,
     cmc_curve,
     det_curve,
-    embed_labeled_folder,
     euclidean_distances,
-    evaluate,
     identity_ranks,
     knn_top_k,
     open_set_fnir_at_fpir,
@@ -31,8 +25,9 @@ from recognition.evaluation import (
     pair_distances,
     read_pairs,
     verification_10fold,
-    write_report,
 )
+from evaluation.report import Variant, evaluate, write_report
+from recognition.core.detection import DetectorConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recognition.evaluation_ood import _rows, error_sources, still_enrolled
-from recognition.search import SearchParams
+from evaluation.ood import _rows, error_sources, still_enrolled
+from recognition.core.staged import SearchParams
 
 
 def test_still_enrolled_flags_probes_whose_identity_loses_every_gallery_image() -> None:

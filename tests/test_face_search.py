@@ -16,8 +16,9 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image, ImageFilter
 
-from gallery.actions import do_create_person, do_tag_face
+from gallery.actions.people import do_create_person
 from gallery.models import Gallery, Photo
+from recognition.actions.identity import do_tag_face
 from tests.conftest import PHOTOS, upload_file
 from tests.face_rows import face_in_new_photo
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognition.imageio import BadImage, decode_image, jpeg_bytes
+from recognition.core.images import BadImage, decode_image, jpeg_bytes
 from tests.conftest import FACES_DIR
 
 LIMIT = 60_000_000

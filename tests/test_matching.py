@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recognition.matching import (
+from recognition.core.matching import (
     Candidate,
     Decision,
     Verdict,

@@ -11,14 +11,13 @@ import pytest
 from django.conf import settings
 from PIL import Image, ImageFilter
 
-from gallery.actions import do_upload_photos
+from gallery.actions.photos import do_upload_photos
 from gallery.models import Face, Gallery
-from recognition import ood
-from recognition.actions import detector_config
-from recognition.assess import assess_probe
-from recognition.detection import DetectedFace, align_faces, detect_faces
-from recognition.embedding import get_embedder
-from recognition.imageio import decode_image
+from recognition.core import ood
+from recognition.core.detection import DetectedFace, align_faces, detect_faces
+from recognition.core.embedding import get_embedder
+from recognition.core.images import decode_image
+from recognition.runtime import assess_probe, detector_config
 from tests.conftest import photo_path, upload_file
 
 

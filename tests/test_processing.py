@@ -11,8 +11,10 @@ from django.core.management import call_command
 from django.utils import timezone
 from PIL import Image
 
-from gallery.actions import do_create_person, do_tag_face, do_upload_photos
+from gallery.actions.people import do_create_person
+from gallery.actions.photos import do_upload_photos
 from gallery.models import Face, Gallery, Photo
+from recognition.actions.identity import do_tag_face
 from recognition.tasks import process_photo
 from tests.conftest import photo_path, upload_file
 
@@ -87,7 +89,7 @@ def test_it_never_leaves_a_photo_processing_after_an_internal_error(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash in the detector")
 
-    monkeypatch.setattr("recognition.actions.analyse_image", explode)
+    monkeypatch.setattr("recognition.actions.processing.analyse_image", explode)
     photo = _upload(gallery, alice, "biden/biden.jpg", django_capture_on_commit_callbacks)
     assert photo.status == Photo.Status.FAILED
     assert "simulated crash" in photo.error

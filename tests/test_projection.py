@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recognition.projection import (
+from recognition.core.projection import (
     Basis,
     basis_from_bytes,
     basis_to_bytes,

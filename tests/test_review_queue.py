@@ -13,8 +13,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery.actions import do_create_person, do_tag_face
+from gallery.actions.people import do_create_person
 from gallery.models import Face, FaceEvent, Gallery, Person
+from recognition.actions.identity import do_tag_face
 from recognition.models import ReviewDecision, Template
 from tests.conftest import PASSWORD, client_for
 from tests.face_rows import face_in_new_photo, make_face, make_photo

@@ -10,18 +10,12 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 
 from gallery.models import Gallery
-from recognition.calibration import Thresholds, thresholds
-from recognition.projection import fit_basis
-from recognition.search import (
-    SearchParams,
-    SearchStats,
-    TemplateTable,
-    match_faces,
-    search_people,
-    staged_rank,
-    vector_literal,
-)
-from recognition.templates import active_basis, sync_face_templates
+from recognition.core.calibration import Thresholds, thresholds
+from recognition.core.projection import fit_basis
+from recognition.core.staged import SearchParams, SearchStats, staged_rank
+from recognition.index.bases import active_basis
+from recognition.index.enrolment import sync_face_templates
+from recognition.index.search import TemplateTable, match_faces, search_people, vector_literal
 from tests.lfw_embeddings import lfw_embeddings
 from tests.search_fixtures import (
     VERSION,

@@ -10,24 +10,22 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
-from gallery.actions import (
-    ActionError,
+from gallery.actions.common import ActionError
+from gallery.actions.people import do_create_person, do_hide_person
+from gallery.actions.photos import do_requeue_photo, do_upload_photos
+from gallery.models import Face, FaceEvent, FaceNotPerson, Gallery, Person, Photo
+from recognition.actions.identity import (
     do_confirm_suggestion,
     do_confirm_suggestions,
-    do_create_person,
-    do_hide_person,
+    do_match_faces,
     do_merge_people,
     do_reject_suggestion,
-    do_requeue_photo,
     do_tag_face,
     do_tag_faces,
     do_undo_merge,
-    do_upload_photos,
 )
-from gallery.models import Face, FaceEvent, FaceNotPerson, Gallery, Person, Photo
-from recognition.actions import do_match_faces
-from recognition.face_search import analyse_probe, search_face
 from recognition.models import Template
+from recognition.web.probe import analyse_probe, search_face
 from tests.conftest import PHOTOS, upload_file
 from tests.face_rows import face_in_new_photo, make_face, make_photo
 

@@ -9,19 +9,20 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from gallery.actions import do_delete_photo, do_merge_people, do_tag_face, do_untag_face
+from gallery.actions.photos import do_delete_photo
 from gallery.models import Face, Gallery
-from recognition.models import ProjectionBasis, Template
-from recognition.search import search_people
-from recognition.tasks import refit_basis
-from recognition.templates import (
+from recognition.actions.identity import do_merge_people, do_tag_face, do_untag_face
+from recognition.index.bases import (
     active_basis,
     do_finish_refit,
     do_refit_batch,
     do_start_refit,
     search_bases,
-    sync_face_templates,
 )
+from recognition.index.enrolment import sync_face_templates
+from recognition.index.search import search_people
+from recognition.models import ProjectionBasis, Template
+from recognition.tasks import refit_basis
 from tests.lfw_embeddings import lfw_embeddings
 from tests.search_fixtures import VERSION, brute_force, make_faces, make_people
 

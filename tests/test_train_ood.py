@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
+from evaluation import ood_training as T
 from gallery.models import Face, Gallery
-from recognition import ood
-from recognition import ood_training as T
+from recognition.core import ood
 from recognition.models import ReviewDecision
 from tests.conftest import FACES_DIR
 from tests.face_rows import face_in_new_photo

@@ -17,7 +17,8 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from faceweb.celery import app as celery_app
-from gallery.actions import do_create_gallery, do_upload_photos
+from gallery.actions.galleries import do_create_gallery
+from gallery.actions.photos import do_upload_photos
 from gallery.models import Face, Photo
 from tests.conftest import REPO, upload_file
 

@@ -12,9 +12,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
 from gallery.access import access_face, access_person, can_write_gallery
-from gallery.actions import ActionError, do_get_or_create_person, do_tag_face, do_untag_face
+from gallery.actions.common import ActionError
+from gallery.actions.people import do_get_or_create_person
 from gallery.forms import TagFaceForm
 from gallery.models import Face
+from recognition.actions.identity import do_tag_face, do_untag_face
 
 
 def _face_response(

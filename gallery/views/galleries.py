@@ -15,15 +15,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
 from gallery.access import access_gallery, gallery_role
-from gallery.actions import (
-    ActionError,
+from gallery.actions.common import ActionError
+from gallery.actions.galleries import (
     do_create_gallery,
     do_delete_gallery,
     do_share_gallery,
     do_unshare_gallery,
     do_update_gallery,
-    do_upload_photos,
 )
+from gallery.actions.photos import do_upload_photos
 from gallery.forms import GalleryForm, ShareForm
 from gallery.models import Gallery, GalleryMember, Photo, UploadBatch
 from gallery.views._common import paginate

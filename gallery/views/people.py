@@ -11,7 +11,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
 from gallery.access import User, access_person
-from gallery.actions import ActionError, do_rename_person
+from gallery.actions.common import ActionError
+from gallery.actions.people import do_rename_person
 from gallery.forms import PersonNameForm
 from gallery.models import Person
 from gallery.views._common import paginate

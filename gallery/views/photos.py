@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
 from gallery.access import access_photo, gallery_role
-from gallery.actions import do_delete_photo, do_requeue_photo
+from gallery.actions.photos import do_delete_photo, do_requeue_photo
 from gallery.models import GalleryMember, Photo
 
 

@@ -20,21 +20,20 @@ from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
 from gallery.access import User, access_face, access_person, writable_galleries
-from gallery.actions import (
-    ActionError,
+from gallery.actions.common import ActionError
+from gallery.actions.people import do_get_or_create_person, do_hide_person
+from gallery.models import Face, PersonMerge
+from gallery.views._common import paginate
+from gallery.views.faces import _face_response
+from recognition.actions.identity import (
     do_confirm_suggestion,
     do_confirm_suggestions,
-    do_get_or_create_person,
-    do_hide_person,
     do_merge_people,
     do_reject_suggestion,
     do_reject_suggestions,
     do_tag_faces,
     do_undo_merge,
 )
-from gallery.models import Face, PersonMerge
-from gallery.views._common import paginate
-from gallery.views.faces import _face_response
 
 SUGGESTIONS_PER_PAGE = 60
 # The unknown page clusters at most this many faces (newest first): a few hundred faces
@@ -157,9 +156,9 @@ def unknown_groups(user: User) -> tuple[list[UnknownGroup], int]:
 
     Returns the groups (largest first) and how many unknown faces there are in all.
     """
-    from recognition.calibration import thresholds
-    from recognition.matching import cluster_faces
-    from recognition.templates import trusted_q
+    from gallery.models import trusted_q
+    from recognition.core.calibration import thresholds
+    from recognition.core.matching import cluster_faces
 
     unknown = Face.objects.filter(
         trusted_q(),

@@ -10,8 +10,10 @@ import pytest
 from django.contrib.auth.models import User
 from PIL import Image, ImageFilter
 
-from gallery.actions import do_create_person, do_tag_face, do_upload_photos
+from gallery.actions.people import do_create_person
+from gallery.actions.photos import do_upload_photos
 from gallery.models import Face, Gallery
+from recognition.actions.identity import do_tag_face
 from tests.browser.conftest import sign_in
 from tests.conftest import PASSWORD, PHOTOS, upload_file
 

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 
-from recognition.search import TemplateTable, search_params
-from recognition.templates import do_refit_basis
+from recognition.index.bases import do_refit_basis
+from recognition.index.search import TemplateTable, search_params
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Q
 from django.utils import timezone
 
-from gallery.actions import do_requeue_photo
+from gallery.actions.photos import do_requeue_photo
 from gallery.models import Photo
 
 

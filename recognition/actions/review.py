@@ -1,0 +1,80 @@
+"""Reviewers' decisions on faces the out-of-distribution filter rejected."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from faceweb.queue import REMATCH_NEAR_FACES, enqueue_on_commit
+from gallery.models import Face, FaceEvent
+from recognition.actions.identity import do_match_faces
+from recognition.index.enrolment import sync_face_templates
+from recognition.models import ReviewDecision
+
+
+def do_review_faces(faces: Iterable[Face], decision: str, by: AbstractBaseUser) -> list[Face]:
+    """A reviewer approves rejected faces or confirms their rejection; returns the changed faces.
+
+    `decision` is ReviewDecision.Decision ("approve" / "reject"). Only faces the filter rejected
+    are reviewed; a face already carrying the same decision is left alone, so a double click
+    records nothing twice. Each change is a ReviewDecision row (a label for `train_ood
+    --include-reviews`), Face.reviewed_by/reviewed_at and a FaceEvent. Approved faces become
+    trusted: they are matched and, when tagged, become templates; confirmed ones lose any
+    template and automatic tag.
+    """
+
+    if decision not in ReviewDecision.Decision.values:
+        raise ValueError(f"unknown review decision {decision!r}")
+    approve = decision == ReviewDecision.Decision.APPROVE
+    status = Face.Review.APPROVED if approve else Face.Review.CONFIRMED
+    ids = sorted({f.pk for f in faces})
+    now = timezone.now()
+    with transaction.atomic():
+        changed = list(
+            Face.objects.select_for_update()
+            .filter(pk__in=ids, ood_status=Face.Quality.REJECTED)
+            .exclude(review_status=status)
+            .order_by("pk")
+        )
+        previous = {face.pk: face.review_status for face in changed}
+        for face in changed:
+            face.review_status = status
+            face.reviewed_by = by
+            face.reviewed_at = now
+            face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
+        ReviewDecision.objects.bulk_create(
+            ReviewDecision(
+                face=face,
+                reviewer=by,
+                decision=decision,
+                ood_score=face.ood_score,
+                reasons=face.ood_reasons,
+            )
+            for face in changed
+        )
+        FaceEvent.objects.bulk_create(
+            FaceEvent(
+                user=by,
+                face=face,
+                person=face.person,
+                action="face_review_approved" if approve else "face_review_confirmed",
+                data={
+                    "ood_score": face.ood_score,
+                    "reasons": face.ood_reasons,
+                    "previous_review": previous[face.pk],
+                },
+            )
+            for face in changed
+        )
+        changed_ids = [f.pk for f in changed]
+        sync_face_templates(changed_ids)
+        confirmed = [f.pk for f in changed if approve and f.assignment == Face.Assignment.CONFIRMED]
+        if confirmed:
+            enqueue_on_commit(REMATCH_NEAR_FACES, confirmed)
+    if changed:
+        # Approved faces get their match; confirmed rejections drop an automatic tag.
+        do_match_faces(changed)
+    return changed
