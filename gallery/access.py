@@ -1,17 +1,20 @@
 """Access helpers: every object named in a URL is fetched through one of these.
 
 Strangers get 404 (they must not learn that an object exists); members who may read but not
-write get 403.
+write get 403. Each returns the object and the user's Role, so a view never works the role out
+again.
 """
 
 from __future__ import annotations
+
+import enum
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from gallery.models import Face, Gallery, GalleryMember, Person, Photo
+from gallery.models import Face, Gallery, GalleryMember, Person, PersonMerge, Photo
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -34,49 +37,56 @@ def visible_gallery_ids(user: User) -> list[int]:
     return list(visible_galleries(user).values_list("pk", flat=True))
 
 
-def gallery_role(user: User, gallery: Gallery) -> str | None:
-    """'owner', 'editor', 'viewer' or None."""
+class Role(enum.StrEnum):
+    """What a user may do with a gallery (and the faces and photos in it)."""
+
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+    @property
+    def can_write(self) -> bool:
+        return self is not Role.VIEWER
+
+
+def gallery_role(user: User, gallery: Gallery) -> Role | None:
+    """The user's role in a gallery; None for strangers."""
     if not user.is_authenticated:
         return None
     if gallery.owner_id == user.pk:
-        return "owner"
+        return Role.OWNER
     member = GalleryMember.objects.filter(gallery=gallery, user=user).only("role").first()
-    return member.role if member else None
+    return Role(member.role) if member else None
 
 
-def can_write_gallery(user: User, gallery: Gallery) -> bool:
-    return gallery_role(user, gallery) in {"owner", GalleryMember.Role.EDITOR}
-
-
-def _check(user: User, gallery: Gallery, *, for_write: bool, owner_only: bool = False) -> None:
+def _check(user: User, gallery: Gallery, *, for_write: bool, owner_only: bool = False) -> Role:
     role = gallery_role(user, gallery)
     if role is None:
         raise Http404("No such gallery.")
-    if owner_only and role != "owner":
+    if owner_only and role is not Role.OWNER:
         raise PermissionDenied("Only the gallery's owner may do this.")
-    if for_write and role not in {"owner", GalleryMember.Role.EDITOR}:
+    if for_write and not role.can_write:
         raise PermissionDenied("You can view this gallery but not change it.")
+    return role
 
 
 def access_gallery(
     user: User, gallery_id: int, *, for_write: bool = False, owner_only: bool = False
-) -> Gallery:
+) -> tuple[Gallery, Role]:
     gallery = Gallery.objects.filter(pk=gallery_id).select_related("owner").first()
     if gallery is None:
         raise Http404("No such gallery.")
-    _check(user, gallery, for_write=for_write, owner_only=owner_only)
-    return gallery
+    return gallery, _check(user, gallery, for_write=for_write, owner_only=owner_only)
 
 
-def access_photo(user: User, photo_id: int, *, for_write: bool = False) -> Photo:
+def access_photo(user: User, photo_id: int, *, for_write: bool = False) -> tuple[Photo, Role]:
     photo = Photo.objects.filter(pk=photo_id).select_related("gallery", "gallery__owner").first()
     if photo is None:
         raise Http404("No such photo.")
-    _check(user, photo.gallery, for_write=for_write)
-    return photo
+    return photo, _check(user, photo.gallery, for_write=for_write)
 
 
-def access_face(user: User, face_id: int, *, for_write: bool = False) -> Face:
+def access_face(user: User, face_id: int, *, for_write: bool = False) -> tuple[Face, Role]:
     face = (
         Face.objects.filter(pk=face_id)
         .select_related("photo", "photo__gallery", "person", "suggested_person")
@@ -84,8 +94,7 @@ def access_face(user: User, face_id: int, *, for_write: bool = False) -> Face:
     )
     if face is None:
         raise Http404("No such face.")
-    _check(user, face.photo.gallery, for_write=for_write)
-    return face
+    return face, _check(user, face.photo.gallery, for_write=for_write)
 
 
 def visible_people(user: User) -> QuerySet[Person]:
@@ -97,15 +106,32 @@ def visible_people(user: User) -> QuerySet[Person]:
     return Person.objects.filter(owner_id__in=owner_ids, merged_into__isnull=True)
 
 
-def access_person(user: User, person_id: int, *, for_write: bool = False) -> Person:
+def access_person(user: User, person_id: int, *, for_write: bool = False) -> tuple[Person, Role]:
+    """A person of the user's library (OWNER), or of a library a gallery is shared from (EDITOR
+    when one of those galleries is writable, else VIEWER)."""
     person = Person.objects.filter(pk=person_id).select_related("owner").first()
     if person is None or not user.is_authenticated:
         raise Http404("No such person.")
     if person.owner_id == user.pk:
-        return person
+        return person, Role.OWNER
     shared = visible_galleries(user).filter(owner_id=person.owner_id)
     if not shared.exists():
         raise Http404("No such person.")
-    if for_write and not writable_galleries(user).filter(owner_id=person.owner_id).exists():
+    if writable_galleries(user).filter(owner_id=person.owner_id).exists():
+        return person, Role.EDITOR
+    if for_write:
         raise PermissionDenied("You can view this person but not change them.")
-    return person
+    return person, Role.VIEWER
+
+
+def access_merge(user: User, merge_id: int, *, for_write: bool = False) -> tuple[PersonMerge, Role]:
+    """A merge of two people, through its target person: a stranger to the library gets 404
+    whether or not the merge exists."""
+    merge = PersonMerge.objects.filter(pk=merge_id).select_related("source", "target").first()
+    if merge is None:
+        raise Http404("No such merge.")
+    try:
+        _person, role = access_person(user, merge.target_id, for_write=for_write)
+    except Http404:
+        raise Http404("No such merge.") from None
+    return merge, role

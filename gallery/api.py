@@ -82,7 +82,7 @@ class GalleryViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={200: GallerySerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, gallery_id: int) -> Response:
-        gallery = access_gallery(request.user, gallery_id)
+        gallery, _ = access_gallery(request.user, gallery_id)
         return Response(self._one(request, gallery.pk))
 
     @extend_schema(
@@ -101,7 +101,7 @@ class GalleryViewSet(viewsets.GenericViewSet):
         return self._write(request, gallery_id, partial=True)
 
     def _write(self, request: Request, gallery_id: int, *, partial: bool) -> Response:
-        gallery = access_gallery(request.user, gallery_id, for_write=True)
+        gallery, _ = access_gallery(request.user, gallery_id, for_write=True)
         data = _valid(GalleryWriteSerializer, request, partial=partial)
         try:
             do_update_gallery(
@@ -116,7 +116,7 @@ class GalleryViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request: Request, gallery_id: int) -> Response:
-        gallery = access_gallery(request.user, gallery_id, owner_only=True)
+        gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
         do_delete_gallery(gallery, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -132,7 +132,7 @@ class GalleryMemberViewSet(viewsets.GenericViewSet):
     pagination_class = None
 
     def list(self, request: Request, gallery_id: int) -> Response:
-        gallery = access_gallery(request.user, gallery_id)
+        gallery, _ = access_gallery(request.user, gallery_id)
         members = gallery.members.select_related("user").order_by("user__username")
         return Response(self.get_serializer(members, many=True).data)
 
@@ -141,7 +141,7 @@ class GalleryMemberViewSet(viewsets.GenericViewSet):
         responses={201: MemberSerializer, 400: ERROR, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def create(self, request: Request, gallery_id: int) -> Response:
-        gallery = access_gallery(request.user, gallery_id, owner_only=True)
+        gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
         data = _valid(ShareSerializer, request)
         user = get_user_model().objects.filter(username=data["username"], is_active=True).first()
         if user is None:
@@ -154,7 +154,7 @@ class GalleryMemberViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request: Request, gallery_id: int, user_id: int) -> Response:
-        gallery = access_gallery(request.user, gallery_id, owner_only=True)
+        gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
         member = get_object_or_404(
             GalleryMember.objects.select_related("user"), gallery=gallery, user_id=user_id
         )
@@ -177,7 +177,7 @@ class GalleryPhotoViewSet(viewsets.GenericViewSet):
         responses={200: PhotoSerializer(many=True), 404: NOT_FOUND},
     )
     def list(self, request: Request, gallery_id: int) -> Response:
-        gallery = access_gallery(request.user, gallery_id)
+        gallery, _ = access_gallery(request.user, gallery_id)
         photos = gallery.photos.order_by("-created_at", "-id")
         wanted = request.query_params.get("status", "")
         if wanted:
@@ -201,7 +201,7 @@ class GalleryPhotoViewSet(viewsets.GenericViewSet):
         },
     )
     def create(self, request: Request, gallery_id: int) -> Response:
-        gallery = access_gallery(request.user, gallery_id, for_write=True)
+        gallery, _ = access_gallery(request.user, gallery_id, for_write=True)
         files = request.FILES.getlist("files")
         if not files:
             return _refused("Send one or more files in the multipart field `files`.")
@@ -227,7 +227,7 @@ class BatchViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={200: BatchSerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, gallery_id: int, batch_id: int) -> Response:
         """Processing progress of one upload; poll it until `finished`."""
-        gallery = access_gallery(request.user, gallery_id)
+        gallery, _ = access_gallery(request.user, gallery_id)
         batch = get_object_or_404(gallery.batches, pk=batch_id)
         progress = queries.batch_progress(batch)
         data = {
@@ -249,18 +249,18 @@ class PhotoViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={200: PhotoSerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, photo_id: int) -> Response:
-        photo = access_photo(request.user, photo_id)
+        photo, _ = access_photo(request.user, photo_id)
         return Response(self.get_serializer(photo).data)
 
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request: Request, photo_id: int) -> Response:
-        photo = access_photo(request.user, photo_id, for_write=True)
+        photo, _ = access_photo(request.user, photo_id, for_write=True)
         do_delete_photo(photo, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: FaceSerializer(many=True), 404: NOT_FOUND})
     def faces(self, request: Request, photo_id: int) -> Response:
-        photo = access_photo(request.user, photo_id)
+        photo, _ = access_photo(request.user, photo_id)
         faces = photo.faces.select_related("person", "suggested_person").order_by("left", "id")
         page = self.paginate_queryset(faces)
         context = self.get_serializer_context()
@@ -277,7 +277,8 @@ class FaceViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={200: FaceSerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, face_id: int) -> Response:
-        return Response(self.get_serializer(access_face(request.user, face_id)).data)
+        face, _ = access_face(request.user, face_id)
+        return Response(self.get_serializer(face).data)
 
     @extend_schema(
         summary="Tag a face with a person",
@@ -285,13 +286,13 @@ class FaceViewSet(viewsets.GenericViewSet):
         responses={200: FaceSerializer, 400: ERROR, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def tag(self, request: Request, face_id: int) -> Response:
-        face = access_face(request.user, face_id, for_write=True)
+        face, _ = access_face(request.user, face_id, for_write=True)
         data = _valid(TagSerializer, request)
         try:
             # A person named in this request is not created when the tag itself is refused.
             with transaction.atomic():
                 if data.get("person"):
-                    person = access_person(request.user, data["person"])
+                    person, _ = access_person(request.user, data["person"])
                 else:
                     owner = face.photo.gallery.owner
                     person = do_get_or_create_person(owner, data["name"], by=request.user)
@@ -308,7 +309,7 @@ class FaceViewSet(viewsets.GenericViewSet):
         responses={200: FaceSerializer, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def untag(self, request: Request, face_id: int) -> Response:
-        face = access_face(request.user, face_id, for_write=True)
+        face, _ = access_face(request.user, face_id, for_write=True)
         do_untag_face(face, by=request.user)
         return Response(self.get_serializer(face).data)
 
@@ -340,7 +341,7 @@ class PersonViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={200: PersonSerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, person_id: int) -> Response:
-        person = access_person(request.user, person_id)
+        person, _ = access_person(request.user, person_id)
         return Response(self._with_count(request, person))
 
     @extend_schema(
@@ -349,7 +350,7 @@ class PersonViewSet(viewsets.GenericViewSet):
         responses={200: PersonSerializer, 400: ERROR, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def partial_update(self, request: Request, person_id: int) -> Response:
-        person = access_person(request.user, person_id, for_write=True)
+        person, _ = access_person(request.user, person_id, for_write=True)
         data = _valid(PersonWriteSerializer, request)
         try:
             do_rename_person(person, data["name"], by=request.user)
@@ -360,7 +361,7 @@ class PersonViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={200: FaceSerializer(many=True), 404: NOT_FOUND})
     def faces(self, request: Request, person_id: int) -> Response:
         """This person's faces in the galleries you can see."""
-        person = access_person(request.user, person_id)
+        person, _ = access_person(request.user, person_id)
         faces = queries.person_faces(request.user, person).select_related(
             "person", "suggested_person"
         )

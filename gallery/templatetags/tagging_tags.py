@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
-from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 
 from gallery import queries
-from gallery.access import access_person
 from gallery.models import Person, PersonMerge
 
 register = template.Library()
@@ -21,11 +19,7 @@ def person_tools(context: template.Context, person: Person) -> dict[str, Any]:
     from gallery.views.tagging import pending_faces
 
     user = context["request"].user
-    try:
-        access_person(user, person.pk, for_write=True)
-        can_edit = True
-    except PermissionDenied:
-        can_edit = False
+    can_edit = bool(context.get("can_edit"))
     pending = pending_faces(user).filter(Q(person=person) | Q(suggested_person=person))
     return {
         "person": person,

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
-from gallery.access import access_gallery, gallery_role
+from gallery.access import Role, access_gallery
 from gallery.actions.common import ActionError
 from gallery.actions.galleries import (
     do_create_gallery,
@@ -74,8 +74,7 @@ def _render_list(request: HttpRequest, form: GalleryForm, status: int = 200) -> 
 @require_GET
 @login_required
 def gallery_detail(request: HttpRequest, gallery_id: int) -> HttpResponse:
-    gallery = access_gallery(request.user, gallery_id)
-    role = gallery_role(request.user, gallery)
+    gallery, role = access_gallery(request.user, gallery_id)
     photos = (
         gallery.photos.only(
             "id", "original_name", "status", "error", "thumbnail", "gallery_id", "created_at"
@@ -88,13 +87,13 @@ def gallery_detail(request: HttpRequest, gallery_id: int) -> HttpResponse:
     context: dict[str, Any] = {
         "gallery": gallery,
         "role": role,
-        "can_write": role in {"owner", GalleryMember.Role.EDITOR},
-        "is_owner": role == "owner",
+        "can_write": role.can_write,
+        "is_owner": role is Role.OWNER,
         "page": page,
         "batches": [_batch_context(gallery, batch) for batch in batches],
         "edit_form": _edit_form(gallery),
         "share_form": ShareForm(),
-        "members": _members(gallery) if role == "owner" else [],
+        "members": _members(gallery) if role is Role.OWNER else [],
         "max_upload_bytes": settings.FACEWEB_MAX_UPLOAD_BYTES,
     }
     return render(request, "gallery/gallery_detail.html", context)
@@ -148,7 +147,7 @@ def _members(gallery: Gallery) -> list[GalleryMember]:
 @require_POST
 @login_required
 def gallery_update(request: HttpRequest, gallery_id: int) -> HttpResponse:
-    gallery = access_gallery(request.user, gallery_id, for_write=True)
+    gallery, role = access_gallery(request.user, gallery_id, for_write=True)
     form = GalleryForm(request.POST)
     if form.is_valid():
         try:
@@ -164,8 +163,8 @@ def gallery_update(request: HttpRequest, gallery_id: int) -> HttpResponse:
         context = {
             "gallery": gallery,
             "can_write": True,
-            "is_owner": gallery.owner_id == request.user.pk,
-            "role": gallery_role(request.user, gallery),
+            "is_owner": role is Role.OWNER,
+            "role": role,
             "edit_form": form if form.errors else _edit_form(gallery),
             "edit_open": bool(form.errors),
         }
@@ -178,7 +177,7 @@ def gallery_update(request: HttpRequest, gallery_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def gallery_delete(request: HttpRequest, gallery_id: int) -> HttpResponse:
-    gallery = access_gallery(request.user, gallery_id, owner_only=True)
+    gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
     name = gallery.name
     do_delete_gallery(gallery, by=request.user)
     messages.success(request, f"Deleted the gallery {name!r}.")
@@ -188,7 +187,7 @@ def gallery_delete(request: HttpRequest, gallery_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def gallery_share(request: HttpRequest, gallery_id: int) -> HttpResponse:
-    gallery = access_gallery(request.user, gallery_id, owner_only=True)
+    gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
     form = ShareForm(request.POST)
     if form.is_valid():
         try:
@@ -201,7 +200,7 @@ def gallery_share(request: HttpRequest, gallery_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def gallery_unshare(request: HttpRequest, gallery_id: int, user_id: int) -> HttpResponse:
-    gallery = access_gallery(request.user, gallery_id, owner_only=True)
+    gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
     member = get_object_or_404(
         GalleryMember.objects.select_related("user"), gallery=gallery, user_id=user_id
     )
@@ -235,7 +234,7 @@ def photo_upload(request: HttpRequest, gallery_id: int) -> HttpResponse:
     An htmx or script request gets the batch's progress panel; a plain form is redirected to the
     gallery page, which shows the panel.
     """
-    gallery = access_gallery(request.user, gallery_id, for_write=True)
+    gallery, _ = access_gallery(request.user, gallery_id, for_write=True)
     files = request.FILES.getlist("files")
     error = "" if files else "Choose one or more photos to upload."
     result = None
@@ -263,6 +262,6 @@ def photo_upload(request: HttpRequest, gallery_id: int) -> HttpResponse:
 @login_required
 def batch_progress(request: HttpRequest, gallery_id: int, batch_id: int) -> HttpResponse:
     """The polled progress panel; it leaves out its polling trigger once every photo finished."""
-    gallery = access_gallery(request.user, gallery_id)
+    gallery, _ = access_gallery(request.user, gallery_id)
     batch = get_object_or_404(UploadBatch, gallery=gallery, pk=batch_id)
     return render(request, "gallery/_batch.html", _batch_context(gallery, batch))

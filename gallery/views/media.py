@@ -29,7 +29,7 @@ def media(request: HttpRequest, path: str) -> HttpResponse:
     if match is None:
         raise Http404("No such file.")
     kind, gallery_id = match.group(1), int(match.group(2))
-    gallery = access_gallery(request.user, gallery_id)
+    gallery, _ = access_gallery(request.user, gallery_id)
     download_name = ""
     if kind == "originals":
         photo = Photo.objects.filter(gallery=gallery, original=path).only("original_name").first()

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
-from gallery.access import User, access_person
+from gallery.access import access_person
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_rename_person
 from gallery.forms import PersonNameForm
-from gallery.models import Person
 from gallery.views._common import paginate
 
 PEOPLE_PER_PAGE = 60
 FACES_PER_PAGE = 48
-
-
-def _can_edit(user: User, person: Person) -> bool:
-    try:
-        access_person(user, person.pk, for_write=True)
-    except PermissionDenied:
-        return False
-    return True
 
 
 @require_GET
@@ -40,12 +30,12 @@ def person_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
-    person = access_person(request.user, person_id)
+    person, role = access_person(request.user, person_id)
     page = paginate(request, queries.person_faces(request.user, person), FACES_PER_PAGE)
     context = {
         "person": person,
         "page": page,
-        "can_edit": _can_edit(request.user, person),
+        "can_edit": role.can_write,
         "form": PersonNameForm(initial={"name": person.name}),
     }
     return render(request, "gallery/person_detail.html", context)
@@ -54,7 +44,7 @@ def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def person_rename(request: HttpRequest, person_id: int) -> HttpResponse:
-    person = access_person(request.user, person_id, for_write=True)
+    person, _ = access_person(request.user, person_id, for_write=True)
     form = PersonNameForm(request.POST)
     if form.is_valid():
         try:

@@ -10,9 +10,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
-from gallery.access import access_photo, gallery_role
+from gallery.access import access_photo
 from gallery.actions.photos import do_delete_photo, do_requeue_photo
-from gallery.models import GalleryMember, Photo
+from gallery.models import Photo
 
 
 def _neighbours(photo: Photo) -> tuple[Photo | None, Photo | None]:
@@ -38,9 +38,8 @@ def _neighbours(photo: Photo) -> tuple[Photo | None, Photo | None]:
 @require_GET
 @login_required
 def photo_detail(request: HttpRequest, photo_id: int) -> HttpResponse:
-    photo = access_photo(request.user, photo_id)
-    role = gallery_role(request.user, photo.gallery)
-    can_write = role in {"owner", GalleryMember.Role.EDITOR}
+    photo, role = access_photo(request.user, photo_id)
+    can_write = role.can_write
     faces = list(photo.faces.select_related("person", "suggested_person").order_by("left", "id"))
     newer, older = _neighbours(photo)
     context = {
@@ -59,7 +58,7 @@ def photo_detail(request: HttpRequest, photo_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def photo_delete(request: HttpRequest, photo_id: int) -> HttpResponse:
-    photo = access_photo(request.user, photo_id, for_write=True)
+    photo, _ = access_photo(request.user, photo_id, for_write=True)
     gallery_id, name = photo.gallery_id, photo.original_name
     do_delete_photo(photo, by=request.user)
     messages.success(request, f"Deleted {name}.")
@@ -69,7 +68,7 @@ def photo_delete(request: HttpRequest, photo_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def photo_reprocess(request: HttpRequest, photo_id: int) -> HttpResponse:
-    photo = access_photo(request.user, photo_id, for_write=True)
+    photo, _ = access_photo(request.user, photo_id, for_write=True)
     if do_requeue_photo(photo):
         messages.success(request, f"{photo.original_name} is queued to be processed again.")
     else:

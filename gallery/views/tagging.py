@@ -12,17 +12,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import queries
-from gallery.access import User, access_face, access_person, writable_galleries
+from gallery.access import User, access_face, access_merge, access_person, writable_galleries
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_get_or_create_person, do_hide_person
-from gallery.models import Face, PersonMerge
+from gallery.models import Face
 from gallery.views._common import paginate
 from gallery.views.faces import _face_response
 from recognition.actions.identity import (
@@ -66,7 +66,7 @@ def _selected_faces(request: HttpRequest) -> list[Face]:
 
 def _single_response(request: HttpRequest, face: Face, error: str = "") -> HttpResponse:
     """The photo page's face card, or the suggestion card when the suggestions list asked."""
-    face = access_face(request.user, face.pk)
+    face, role = access_face(request.user, face.pk)
     if request.POST.get("view") == "suggestion" and request.htmx:
         return render(
             request,
@@ -74,13 +74,13 @@ def _single_response(request: HttpRequest, face: Face, error: str = "") -> HttpR
             {"face": face, "error": error, "done": True},
             status=422 if error else 200,
         )
-    return _face_response(request, face, error=error)
+    return _face_response(request, face, role, error=error)
 
 
 @require_POST
 @login_required
 def face_confirm(request: HttpRequest, face_id: int) -> HttpResponse:
-    face = access_face(request.user, face_id, for_write=True)
+    face, _ = access_face(request.user, face_id, for_write=True)
     try:
         do_confirm_suggestion(face, by=request.user)
     except ActionError as exc:
@@ -95,7 +95,7 @@ def face_confirm(request: HttpRequest, face_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def face_reject(request: HttpRequest, face_id: int) -> HttpResponse:
-    face = access_face(request.user, face_id, for_write=True)
+    face, _ = access_face(request.user, face_id, for_write=True)
     try:
         do_reject_suggestion(face, by=request.user)
     except ActionError as exc:
@@ -109,7 +109,7 @@ def suggestion_list(request: HttpRequest) -> HttpResponse:
     faces = pending_faces(request.user)
     person = None
     if request.GET.get("person", "").isdigit():
-        person = access_person(request.user, int(request.GET["person"]))
+        person, _ = access_person(request.user, int(request.GET["person"]))
         faces = faces.filter(Q(person=person) | Q(suggested_person=person))
     page = paginate(request, faces, SUGGESTIONS_PER_PAGE)
     return render(request, "gallery/suggestions.html", {"page": page, "person": person})
@@ -239,12 +239,12 @@ def unknown_name(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
-    source = access_person(request.user, person_id, for_write=True)
+    source, _ = access_person(request.user, person_id, for_write=True)
     into = request.POST.get("into", "")
     if not into.isdigit():
         messages.error(request, "Choose the person to merge into.")
         return redirect("gallery:person-detail", person_id=source.pk)
-    target = access_person(request.user, int(into), for_write=True)
+    target, _ = access_person(request.user, int(into), for_write=True)
     try:
         do_merge_people(source, target, by=request.user)
     except ActionError as exc:
@@ -257,11 +257,8 @@ def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
-    merge = PersonMerge.objects.filter(pk=merge_id).first()
-    if merge is None:
-        # Same answer as for somebody else's merge: strangers learn nothing.
-        raise Http404("No such merge.")
-    target = access_person(request.user, merge.target_id, for_write=True)
+    merge, _ = access_merge(request.user, merge_id, for_write=True)
+    target = merge.target
     try:
         source = do_undo_merge(merge, by=request.user)
     except ActionError as exc:
@@ -274,7 +271,7 @@ def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def person_hide(request: HttpRequest, person_id: int) -> HttpResponse:
-    person = access_person(request.user, person_id, for_write=True)
+    person, _ = access_person(request.user, person_id, for_write=True)
     hidden = request.POST.get("hidden", "1") != "0"
     do_hide_person(person, by=request.user, hidden=hidden)
     if hidden:

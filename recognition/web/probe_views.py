@@ -73,7 +73,7 @@ def _results(
 
 
 def _add_to_gallery(request: HttpRequest, gallery: Gallery, upload: object) -> None:
-    gallery = access_gallery(request.user, gallery.pk, for_write=True)
+    gallery, _ = access_gallery(request.user, gallery.pk, for_write=True)
     try:
         result = do_upload_photos(gallery, [upload], by=request.user)
     except ActionError as exc:
