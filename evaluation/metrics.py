@@ -13,17 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluation.folder import LabeledEmbeddings
+from recognition.core.geometry import euclidean_distances
 
 FPIR_TARGETS = (0.01, 0.05, 0.10)
 DLIB_THRESHOLD = 0.6
-
-
-def euclidean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) Euclidean distances, in float64."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.sqrt(np.maximum(sq, 0.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,10 +234,9 @@ def open_set_split(
 
 @dataclass(frozen=True)
 class GalleryIndex:
-    """A gallery prepared once for brute-force search: sorted by identity, norms precomputed."""
+    """A gallery prepared once for brute-force search: sorted by identity."""
 
     embeddings: np.ndarray  # (G, D) float64, grouped by identity
-    sq_norms: np.ndarray  # (G,)
     ids: np.ndarray  # (I,) identity labels, ascending
     starts: np.ndarray  # (I,) first row of each identity
 
@@ -253,7 +245,7 @@ def gallery_index(gallery: np.ndarray, gallery_labels: np.ndarray) -> GalleryInd
     order = np.argsort(gallery_labels, kind="stable")
     ids, starts = np.unique(gallery_labels[order], return_index=True)
     g = np.ascontiguousarray(gallery[order], dtype=np.float64)
-    return GalleryIndex(g, (g * g).sum(1), ids, starts)
+    return GalleryIndex(g, ids, starts)
 
 
 def search_identities(index: GalleryIndex, probes: np.ndarray, chunk: int = 1024) -> np.ndarray:
@@ -262,9 +254,7 @@ def search_identities(index: GalleryIndex, probes: np.ndarray, chunk: int = 1024
     if not len(index.ids):
         return out
     for s in range(0, len(probes), chunk):
-        p = np.asarray(probes[s : s + chunk], dtype=np.float64)
-        sq = (p * p).sum(1)[:, None] + index.sq_norms[None, :] - 2.0 * (p @ index.embeddings.T)
-        d = np.sqrt(np.maximum(sq, 0.0))
+        d = euclidean_distances(probes[s : s + chunk], index.embeddings)
         out[s : s + chunk] = np.minimum.reduceat(d, index.starts, axis=1)
     return out
 

@@ -24,6 +24,7 @@ from evaluation import ood_training as T
 from evaluation.metrics import closed_set_split, gallery_index, search_identities
 from recognition.core import ood
 from recognition.core.detection import DetectorConfig, align_faces, detect_faces
+from recognition.core.geometry import squared_distances
 from recognition.core.images import decode_image
 from recognition.core.projection import fit_basis
 from recognition.core.staged import SearchParams, staged_rank
@@ -95,7 +96,7 @@ def error_sources(
     bound that no filter reaches without removing other images too.
     """
     g, q = emb[gallery].astype(np.float64), emb[probes].astype(np.float64)
-    d = (q**2).sum(1)[:, None] - 2 * q @ g.T + (g**2).sum(1)[None, :]
+    d = squared_distances(q, g)
     nearest = d.argmin(axis=1)
     wrong = labels[gallery[nearest]] != labels[probes]
     thieves = np.unique(nearest[wrong])

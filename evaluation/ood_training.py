@@ -31,6 +31,7 @@ from torch import nn
 from evaluation import degrade as deg
 from recognition.core import ood
 from recognition.core.detection import DetectedFace, DetectorConfig, align_faces, detect_faces
+from recognition.core.geometry import Box, iou, squared_distances
 from recognition.core.images import decode_image
 
 logger = logging.getLogger(__name__)
@@ -84,12 +85,8 @@ def _centre_face(faces: Sequence[DetectedFace], width: int, height: int) -> Dete
     )
 
 
-def _iou(a: DetectedFace, b: deg.Box) -> float:
-    ix = max(0, min(a.right, b.right) - max(a.left, b.left))
-    iy = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
-    inter = ix * iy
-    union = a.width * a.height + (b.right - b.left) * (b.bottom - b.top) - inter
-    return inter / union if union else 0.0
+def _box(face: DetectedFace) -> Box:
+    return (face.left, face.top, face.right, face.bottom)
 
 
 def _raw_row(q: ood.Quality) -> np.ndarray:
@@ -159,8 +156,9 @@ def _analyse_one(
                 dx = rgb.shape[1] - d.rgb.shape[1] if d.params["side"] == 0 else 0
                 shifted = deg.Box(box.left - dx, box.top - dy, box.right - dx, box.bottom - dy)
             candidates = detect_faces(d.rgb, config.detector)
-            found = max(candidates, key=lambda f: _iou(f, shifted), default=None)
-            if found is not None and _iou(found, shifted) < 0.3:
+            target = (shifted.left, shifted.top, shifted.right, shifted.bottom)
+            found = max(candidates, key=lambda f: iou(_box(f), target), default=None)
+            if found is not None and iou(_box(found), target) < 0.3:
                 found = None
         kinds.append(kind)
         dets.append(found)
@@ -290,10 +288,9 @@ def knn_errors(embeddings: np.ndarray, identities: np.ndarray) -> np.ndarray:
     _, inverse, counts = np.unique(identities, return_inverse=True, return_counts=True)
     probe = counts[inverse] >= 2
     errors = np.zeros(len(emb), dtype=bool)
-    sq = (emb**2).sum(1)
     for start in range(0, len(emb), 1024):
         block = slice(start, min(start + 1024, len(emb)))
-        d = sq[block, None] + sq[None, :] - 2 * emb[block] @ emb.T
+        d = squared_distances(emb[block], emb)
         rows = np.arange(block.start, block.stop)
         d[rows - block.start, rows] = np.inf
         nearest = d.argmin(axis=1)

@@ -17,7 +17,6 @@ from evaluation.metrics import (
     closed_set_split,
     cmc_curve,
     det_curve,
-    euclidean_distances,
     identity_ranks,
     knn_top_k,
     open_set_fnir_at_fpir,
@@ -31,14 +30,6 @@ from recognition.core.detection import DetectorConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))
-
-
-def test_it_computes_euclidean_distances() -> None:
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=(4, 8)), rng.normal(size=(3, 8))
-    naive = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
-    assert np.allclose(euclidean_distances(a, b), naive)
-    assert np.allclose(np.diag(euclidean_distances(a, a)), 0.0, atol=1e-6)
 
 
 def test_it_reads_lfw_pairs_with_their_folds(tmp_path: pathlib.Path) -> None:

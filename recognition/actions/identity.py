@@ -23,6 +23,7 @@ from gallery.actions.common import ActionError
 from gallery.models import Face, FaceEvent, FaceNotPerson, Gallery, Person, PersonMerge, trusted_q
 from recognition.core import matching
 from recognition.core.calibration import thresholds
+from recognition.core.geometry import Box, iou
 from recognition.index.enrolment import sync_face_templates
 from recognition.index.search import match_faces
 from recognition.models import Template
@@ -664,23 +665,17 @@ def do_rematch_near_faces(face_ids: Iterable[int]) -> int:
 # Reprocessing keeps names -------------------------------------------------------------------
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union else 0.0
+def _box(face: Face) -> Box:
+    return (face.left, face.top, face.left + face.width, face.top + face.height)
 
 
 def carry_over(old: list[Face], new: list[Face]) -> None:
     """Reprocessing keeps names: a new face inherits the decisions of the old face it overlaps."""
     old = list(old)
     for face in new:
-        box = (face.left, face.top, face.width, face.height)
-        best = max(old, key=lambda o: _iou(box, (o.left, o.top, o.width, o.height)), default=None)
-        if best is None or _iou(box, (best.left, best.top, best.width, best.height)) < 0.5:
+        box = _box(face)
+        best = max(old, key=lambda o: iou(box, _box(o)), default=None)
+        if best is None or iou(box, _box(best)) < 0.5:
             continue
         old.remove(best)
         face._carried_from = best.pk  # type: ignore[attr-defined]

@@ -17,6 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from recognition.core.geometry import euclidean_distances
 
 # A look-alike relative is the classic wrong auto-tag: when the runner-up person is almost as
 # near as the best one, the face is only suggested, so a person confirms it.
@@ -91,63 +94,6 @@ def usable_candidates(
     return sorted(best.values(), key=lambda c: (c.distance, c.person_id))
 
 
-def min_cost_assignment(cost: np.ndarray) -> list[int]:
-    """Rows -> columns minimising the total cost (Hungarian method with potentials, O(n^2 m)).
-
-    `cost` is (n, m) with n <= m; returns the column of each row.
-    """
-    n, m = cost.shape
-    if n == 0:
-        return []
-    if n > m:
-        raise ValueError(f"need at least as many columns as rows, got {n}x{m}")
-    inf = float("inf")
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    p = np.zeros(m + 1, dtype=int)  # p[j]: row (1-based) matched to column j; 0 = free
-    way = np.zeros(m + 1, dtype=int)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = np.full(m + 1, inf)
-        used = np.zeros(m + 1, dtype=bool)
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            delta = inf
-            j1 = 0
-            for j in range(1, m + 1):
-                if used[j]:
-                    continue
-                cur = cost[i0 - 1, j - 1] - u[i0] - v[j]
-                if cur < minv[j]:
-                    minv[j] = cur
-                    way[j] = j0
-                if minv[j] < delta:
-                    delta = minv[j]
-                    j1 = j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while True:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-            if j0 == 0:
-                break
-    result = [0] * n
-    for j in range(1, m + 1):
-        if p[j]:
-            result[p[j] - 1] = j - 1
-    return result
-
-
 def assign_photo(
     faces: Mapping[int, Sequence[Candidate]],
     *,
@@ -185,7 +131,8 @@ def assign_photo(
         for cand in options[fid]:
             cost[i, column[cand.person_id]] = cand.distance
             by_face[fid][cand.person_id] = cand
-    for i, j in enumerate(min_cost_assignment(cost)):
+    rows, cols = linear_sum_assignment(cost)
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         fid = face_ids[i]
         if j >= m:
             continue
@@ -209,13 +156,6 @@ def assign_photo(
     return result
 
 
-def pairwise_distances(embeddings: np.ndarray) -> np.ndarray:
-    x = np.asarray(embeddings, dtype=np.float64)
-    sq = (x**2).sum(1)
-    d2 = sq[:, None] + sq[None, :] - 2 * x @ x.T
-    return np.sqrt(np.maximum(d2, 0.0))
-
-
 def cluster_faces(
     embeddings: np.ndarray,
     threshold: float,
@@ -234,7 +174,7 @@ def cluster_faces(
         return []
     # Sums of member-to-member distances between groups (Lance-Williams for average linkage),
     # with each row's nearest group cached so a merge only recomputes the rows it touched.
-    total = pairwise_distances(embeddings)
+    total = euclidean_distances(embeddings, embeddings)
     size = np.ones(n)
     alive = np.ones(n, dtype=bool)
     blocked = np.eye(n, dtype=bool)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from recognition.core.geometry import euclidean_distances
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 # Order matters: it is the classifier's input layout, stored in the json as well.
@@ -239,8 +241,7 @@ class Reference:
         to_mean = np.linalg.norm(emb - self.mean, axis=1)
         if not len(self.vectors):
             return np.stack([to_mean, np.zeros_like(to_mean)], axis=1).astype(np.float32)
-        sq = (emb**2).sum(1)[:, None] + (self.vectors**2).sum(1)[None, :] - 2 * emb @ self.vectors.T
-        d = np.sqrt(np.maximum(sq, 0))
+        d = euclidean_distances(emb, self.vectors)
         if exclude is not None:
             d = np.where(exclude, np.inf, d)
         k = min(KNN_K, d.shape[1])

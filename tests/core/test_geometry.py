@@ -1,0 +1,43 @@
+"""The one distance and overlap helper, against the naive definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recognition.core.geometry import euclidean_distances, iou, squared_distances
+
+
+def test_it_computes_euclidean_distances() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(4, 8)), rng.normal(size=(3, 8))
+    naive = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
+    assert np.allclose(euclidean_distances(a, b), naive)
+    assert np.allclose(np.diag(euclidean_distances(a, a)), 0.0, atol=1e-6)
+
+
+def test_it_never_returns_negative_squared_distances_for_identical_rows() -> None:
+    x = np.full((3, 128), 0.1234567, dtype=np.float32)
+    assert (squared_distances(x, x) >= 0).all()
+
+
+def test_it_refuses_mismatched_dimensions() -> None:
+    with pytest.raises(ValueError, match="need"):
+        squared_distances(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ((0, 0, 10, 10), (0, 0, 10, 10), 1.0),
+        ((0, 0, 10, 10), (5, 0, 15, 10), 50 / 150),
+        ((0, 0, 10, 10), (10, 10, 20, 20), 0.0),
+        ((0, 0, 10, 10), (2, 2, 4, 4), 4 / 100),
+        ((0, 0, 0, 0), (0, 0, 0, 0), 0.0),
+    ],
+)
+def test_it_computes_box_overlap(
+    a: tuple[int, int, int, int], b: tuple[int, int, int, int], expected: float
+) -> None:
+    assert iou(a, b) == pytest.approx(expected)
+    assert iou(b, a) == pytest.approx(expected)
