@@ -23,11 +23,10 @@ from bench._report import write_section
 from evaluation.folder import list_labeled_images
 from recognition.core.detection import DetectorConfig, align_faces, detect_faces
 from recognition.core.embedding import DlibReferenceEmbedder, Embedder, get_embedder
-from recognition.core.images import decode_image
+from recognition.core.images import DEFAULT_MAX_PIXELS, decode_image
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))
-MAX_PIXELS = 100_000_000
 N_CHIPS = 64
 N_LFW_PHOTOS = 200
 
@@ -79,7 +78,7 @@ def collect_chips(n: int) -> np.ndarray:
     """Chips of every face in the gallery photos, topped up with LFW faces to n."""
     chips = []
     for path in photo_paths() + lfw_paths(n):
-        rgb = decode_image(path, max_pixels=MAX_PIXELS).rgb
+        rgb = decode_image(path, max_pixels=DEFAULT_MAX_PIXELS).rgb
         chips.extend(align_faces(rgb, detect_faces(rgb)))
         if len(chips) >= n:
             break
@@ -137,7 +136,7 @@ def end_to_end(paths: list[pathlib.Path], embedder: Embedder) -> EndToEnd:
     start, cpu_start = time.perf_counter(), time.process_time()
     for path in paths:
         t0 = time.perf_counter()
-        rgb = decode_image(path, max_pixels=MAX_PIXELS).rgb
+        rgb = decode_image(path, max_pixels=DEFAULT_MAX_PIXELS).rgb
         t1 = time.perf_counter()
         found = detect_faces(rgb, DetectorConfig())
         t2 = time.perf_counter()

@@ -15,11 +15,9 @@ from tqdm import tqdm
 
 from recognition.core.detection import DetectedFace, DetectorConfig, align_faces, detect_faces
 from recognition.core.embedding import Embedder, get_embedder
-from recognition.core.images import BadImage, decode_image
+from recognition.core.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, BadImage, decode_image
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 NO_FACE = "no face found"
-MAX_PIXELS = 100_000_000
 CACHE_FORMAT = 1
 
 
@@ -197,7 +195,7 @@ def _embed_images(
     for i, name in enumerate(tqdm(names, desc=desc, unit="img", disable=not progress)):
         t0 = time.perf_counter()
         try:
-            rgb = decode_image(root / name, max_pixels=MAX_PIXELS).rgb
+            rgb = decode_image(root / name, max_pixels=DEFAULT_MAX_PIXELS).rgb
         except BadImage as exc:
             misses[name] = f"unreadable image: {exc}"
             continue

@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 
 from evaluation import ood_training as T
+from evaluation.folder import list_labeled_images
 from evaluation.metrics import closed_set_split, gallery_index, search_identities
 from recognition.core import ood
 from recognition.core.detection import DetectorConfig, align_faces, detect_faces
 from recognition.core.geometry import squared_distances
-from recognition.core.images import decode_image
+from recognition.core.images import DEFAULT_MAX_PIXELS, decode_image
 from recognition.core.projection import fit_basis
 from recognition.core.staged import SearchParams, staged_rank
+from recognition.core.versions import EMBEDDING_DIM
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,10 @@ def _staged(
 
 def filter_ms_per_face(root: Path, name: str, model: ood.OodModel, rules: ood.Rules) -> float:
     """Median time of the filter on one real face (chip features, reference distances, MLP)."""
-    rgb = decode_image(root / name, max_pixels=T.MAX_PIXELS).rgb
+    rgb = decode_image(root / name, max_pixels=DEFAULT_MAX_PIXELS).rgb
     faces = detect_faces(rgb, DetectorConfig())
     chips = align_faces(rgb, faces[:1])
-    emb = np.zeros((1, 128), dtype=np.float32)
+    emb = np.zeros((1, EMBEDDING_DIM), dtype=np.float32)
     face = faces[0]
     samples = []
     for _ in range(50):
@@ -426,7 +428,7 @@ def run(root: Path, cache_dir: Path | None, *, write_benchmarks: bool = True) ->
         clean_embeddings=clean,
     )
     rules = app_rules()
-    first = next(n for n, _ in T.list_labelled(root))
+    first = next(n for n, _ in list_labeled_images(root))
     rows, facts = evaluate(
         samples, model, rules, sample_pass["seed"], filter_ms_per_face(root, first, model, rules)
     )

@@ -29,17 +29,17 @@ import torch
 from torch import nn
 
 from evaluation import degrade as deg
+from evaluation.folder import list_labeled_images
 from recognition.core import ood
 from recognition.core.detection import DetectedFace, DetectorConfig, align_faces, detect_faces
 from recognition.core.geometry import Box, iou, squared_distances
-from recognition.core.images import decode_image
+from recognition.core.images import DEFAULT_MAX_PIXELS, decode_image
+from recognition.core.versions import EMBEDDING_DIM
 
 logger = logging.getLogger(__name__)
 
 PASS_VERSION = 3  # bump when the sample pass changes what it computes
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CLEAN = "clean"
-MAX_PIXELS = 60_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,16 +64,6 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.path)
-
-
-def list_labelled(root: Path) -> list[tuple[str, str]]:
-    """(relative path, identity) for root/<identity>/<image>, sorted."""
-    out = []
-    for person in sorted(p for p in root.iterdir() if p.is_dir()):
-        for img in sorted(person.iterdir()):
-            if img.suffix.lower() in IMAGE_SUFFIXES:
-                out.append((f"{person.name}/{img.name}", person.name))
-    return out
 
 
 def _centre_face(faces: Sequence[DetectedFace], width: int, height: int) -> DetectedFace | None:
@@ -125,7 +115,7 @@ def _analyse_one(
     from recognition.core.embedding import get_embedder
 
     embedder = get_embedder(config.embedder, "cpu")
-    rgb = decode_image(Path(root) / rel, max_pixels=MAX_PIXELS).rgb
+    rgb = decode_image(Path(root) / rel, max_pixels=DEFAULT_MAX_PIXELS).rgb
     h, w = rgb.shape[:2]
     clean = _centre_face(detect_faces(rgb, config.detector), w, h)
     if clean is None:
@@ -221,7 +211,7 @@ def build_samples(
     `clean_embeddings` (relative path -> embedding, from the evaluation package's cache of the
     same folder, detector and embedder) are used for the clean rows instead of embedding again.
     """
-    items = list_labelled(root)
+    items = list_labeled_images(root)
     if not items:
         raise ValueError(f"no labelled images under {root} (expected <root>/<identity>/<image>)")
     cache = None
@@ -258,7 +248,7 @@ def build_samples(
         kind=np.array([r[2] for r in rows], dtype=str),
         detected=np.array([r[3] for r in rows], dtype=bool),
         quality=np.zeros((n, len(ood.FEATURES)), dtype=np.float32),
-        embedding=np.zeros((n, 128), dtype=np.float32),
+        embedding=np.zeros((n, EMBEDDING_DIM), dtype=np.float32),
         raw=np.zeros((n, len(ood.Quality.__dataclass_fields__)), dtype=np.float32),
         grey=np.zeros((n, 100, 100), dtype=np.uint8),
     )
@@ -407,7 +397,7 @@ def pick_reference(data: Dataset, size: int, seed: int) -> tuple[ood.Reference, 
     rng = np.random.default_rng(seed)
     chosen = rng.choice(pool, size=min(size, len(pool)), replace=False)
     vectors = data.samples.embedding[chosen].astype(np.float16).astype(np.float32)
-    return ood.Reference(vectors.reshape(-1, 128), mean), data.samples.identity[chosen]
+    return ood.Reference(vectors.reshape(-1, EMBEDDING_DIM), mean), data.samples.identity[chosen]
 
 
 def fill_reference_distances(

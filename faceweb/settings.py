@@ -8,6 +8,8 @@ from pathlib import Path
 
 from faceweb.db import database_settings
 from faceweb.env import env_bool, env_float, env_int, env_int_list, env_list, env_str
+from recognition.core.images import DEFAULT_MAX_PIXELS
+from recognition.core.versions import DLIB_RESNET_VERSION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FACEWEB_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -110,7 +112,7 @@ FACEWEB_MEDIA_ACCEL_PREFIX = env_str("FACEWEB_MEDIA_ACCEL_PREFIX")
 
 # Uploads
 FACEWEB_MAX_UPLOAD_BYTES = env_int("FACEWEB_MAX_UPLOAD_BYTES", 30 * 1024 * 1024, minimum=1)
-FACEWEB_MAX_IMAGE_PIXELS = env_int("FACEWEB_MAX_IMAGE_PIXELS", 60_000_000, minimum=1)
+FACEWEB_MAX_IMAGE_PIXELS = env_int("FACEWEB_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS, minimum=1)
 FACEWEB_MAX_FILES_PER_UPLOAD = env_int("FACEWEB_MAX_FILES_PER_UPLOAD", 500, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = FACEWEB_MAX_FILES_PER_UPLOAD
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -120,7 +122,7 @@ FACEWEB_PREVIEW_SIDE = env_int("FACEWEB_PREVIEW_SIDE", 1600, minimum=256)
 FACEWEB_STALE_PROCESSING_SECONDS = env_int("FACEWEB_STALE_PROCESSING_SECONDS", 15 * 60, minimum=1)
 
 # Recognition
-FACEWEB_EMBEDDER = env_str("FACEWEB_EMBEDDER", "dlib-resnet-v1")
+FACEWEB_EMBEDDER = env_str("FACEWEB_EMBEDDER", DLIB_RESNET_VERSION)
 FACEWEB_DEVICE = env_str("FACEWEB_DEVICE", "")  # "" = GPU when present, else CPU
 # torch threads per worker process; 0 = every core. With several worker processes on few cores,
 # use cores / processes: oversubscribed torch threads made embedding 5-10x slower (BENCHMARKS.md).

@@ -15,7 +15,8 @@ from django.db import models
 from django.db.models import Q
 from pgvector.django import VectorField
 
-EMBEDDING_DIM = 128
+from recognition.core.images import IMAGE_SUFFIXES
+from recognition.core.versions import EMBEDDING_DIM
 
 
 class Gallery(models.Model):
@@ -79,7 +80,7 @@ def _storage_name(kind: str, instance: Photo | Face, filename: str) -> str:
     # The user's file name never reaches the file system: only a UUID and a known extension.
     # The gallery id is the second path part: gallery.views.media relies on it to check access.
     suffix = PurePosixPath(filename).suffix.lower()
-    if suffix not in {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}:
+    if suffix not in IMAGE_SUFFIXES:
         suffix = ".bin"
     gallery_id = instance.photo.gallery_id if isinstance(instance, Face) else instance.gallery_id
     return f"{kind}/{gallery_id}/{uuid.uuid4().hex}{suffix}"

@@ -7,7 +7,8 @@ from django.db import models
 from django.db.models import Q
 from pgvector.django import VectorField
 
-from gallery.models import EMBEDDING_DIM, Face, Gallery, Person
+from gallery.models import Face, Gallery, Person
+from recognition.core.versions import EMBEDDING_DIM
 
 
 class ProjectionBasis(models.Model):

@@ -12,7 +12,6 @@ import pytest
 from recognition.core.detection import align_faces, detect_faces, model_path
 from recognition.core.embedding import (
     DLIB_RESNET_FILE,
-    DLIB_RESNET_VERSION,
     DlibReferenceEmbedder,
     DlibResnetEmbedder,
     ModelFormatError,
@@ -20,6 +19,7 @@ from recognition.core.embedding import (
     load_dlib_resnet,
 )
 from recognition.core.images import decode_image
+from recognition.core.versions import DLIB_RESNET_VERSION
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from faceweb.queue import PROCESS_PHOTO, enqueue_on_commit
 from gallery.actions.common import ActionError, clean_display_name
 from gallery.models import FaceEvent, Gallery, Photo, UploadBatch
+from recognition.core.images import bomb_message
 from recognition.index.enrolment import sync_face_templates
 
 
@@ -64,7 +65,7 @@ def check_upload(upload: UploadedFile) -> str:
         raise ActionError("this is not an image file in a format we can read") from exc
     except Image.DecompressionBombError as exc:
         # Not an OSError: without this clause a huge header escaped as a server error.
-        raise ActionError("the image is too large to decode safely (decompression bomb)") from exc
+        raise ActionError(bomb_message(exc, settings.FACEWEB_MAX_IMAGE_PIXELS)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ActionError(f"the image header is corrupt ({exc})") from exc
     finally:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recognition.core.versions import DLIB_RESNET_VERSION
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -32,7 +34,7 @@ class Thresholds:
 
 
 THRESHOLDS: dict[str, Thresholds] = {
-    "dlib-resnet-v1": Thresholds(same=0.5, possible=0.6),
+    DLIB_RESNET_VERSION: Thresholds(same=0.5, possible=0.6),
 }
 
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from recognition.core.detection import model_path
+from recognition.core.versions import DLIB_RESNET_VERSION, EMBEDDING_DIM
 
-DLIB_RESNET_VERSION = "dlib-resnet-v1"
 DLIB_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
 BATCH_SIZE = 64  # bounds activation memory: about 25 MB per chip at the first convolution
@@ -373,7 +373,7 @@ def _check_chips(chips: np.ndarray) -> np.ndarray:
 class DlibResnetEmbedder:
     name = DLIB_RESNET_VERSION
     version = DLIB_RESNET_VERSION
-    dimension = 128
+    dimension = EMBEDDING_DIM
 
     def __init__(
         self, module: torch.nn.Module, device: str = "cpu", batch_size: int = BATCH_SIZE
@@ -398,7 +398,7 @@ class DlibReferenceEmbedder:
 
     name = "dlib-reference"
     version = DLIB_RESNET_VERSION
-    dimension = 128
+    dimension = EMBEDDING_DIM
 
     def __init__(self, path: pathlib.Path | None = None) -> None:
         import dlib

@@ -6,6 +6,7 @@ Every failure becomes `BadImage` with a sentence a user can act on.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,8 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Our own pixel limit is checked before decoding; Pillow's guard stays on as a second line.
-Image.MAX_IMAGE_PIXELS = None
+# The pixel limit the app decodes by default (settings.FACEWEB_MAX_IMAGE_PIXELS). decode_image
+# checks its own `max_pixels` before decoding; Pillow's process-wide guard (Image.MAX_IMAGE_PIXELS)
+# is set from the same setting when the app starts (recognition/apps.py): a second line.
+DEFAULT_MAX_PIXELS = 60_000_000
+# File name suffixes of the image formats the app reads (stored originals keep one of these).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
 EXIF_DATETIME_ORIGINAL = 0x9003
 EXIF_IFD = 0x8769
@@ -61,6 +66,16 @@ def _taken_at(img: Image.Image) -> datetime | None:
         return None
 
 
+def bomb_message(exc: Image.DecompressionBombError, max_pixels: int) -> str:
+    """The reason for an image Pillow refused to open as a decompression bomb."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)) / 1e6:.1f} megapixels, " if found else ""
+    return (
+        f"the image is {size}over the limit of {max_pixels / 1e6:.0f} megapixels "
+        "(too large to decode safely)"
+    )
+
+
 def decode_image(source: bytes | Path, *, max_pixels: int) -> DecodedImage:
     """Decode an untrusted image; apply EXIF orientation; convert any mode Pillow reads to RGB."""
     if isinstance(source, Path):
@@ -75,7 +90,8 @@ def decode_image(source: bytes | Path, *, max_pixels: int) -> DecodedImage:
         raise BadImage("the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Between Pillow's limit and twice it Pillow only warns; our own check below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(opener)
             width, height = img.size
             if width * height > max_pixels:
@@ -95,7 +111,8 @@ def decode_image(source: bytes | Path, *, max_pixels: int) -> DecodedImage:
     except UnidentifiedImageError as exc:
         raise BadImage("this is not an image file in a format we can read") from exc
     except Image.DecompressionBombError as exc:
-        raise BadImage("the image is too large to decode safely (decompression bomb)") from exc
+        # Pillow's own guard (twice the app's limit) fired before our check could.
+        raise BadImage(bomb_message(exc, max_pixels)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImage(f"the image data is truncated or corrupt ({exc})") from exc
     except MemoryError as exc:

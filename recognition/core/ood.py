@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from recognition.core.geometry import euclidean_distances
+from recognition.core.versions import EMBEDDING_DIM
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -327,7 +328,7 @@ class FeatureSpec:
 
     @property
     def n_inputs(self) -> int:
-        return len(self.features) + (128 if self.use_embedding else 0)
+        return len(self.features) + (EMBEDDING_DIM if self.use_embedding else 0)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MODES = ("fixed", "variable")
-EMBEDDING_DIM_DEFAULT = 128
 
 
 @dataclass(frozen=True)

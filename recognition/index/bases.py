@@ -25,8 +25,9 @@ import numpy as np
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 
-from gallery.models import EMBEDDING_DIM, Face, trusted_q
+from gallery.models import Face, trusted_q
 from recognition.core.projection import Basis, basis_from_bytes, basis_to_bytes, fit_basis
+from recognition.core.versions import EMBEDDING_DIM
 from recognition.models import ProjectionBasis, Template
 
 logger = logging.getLogger(__name__)

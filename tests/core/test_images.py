@@ -85,3 +85,14 @@ def test_it_writes_bounded_jpegs() -> None:
     rgb = decode_image(OBAMA, max_pixels=LIMIT).rgb
     thumb = Image.open(io.BytesIO(jpeg_bytes(rgb, max_side=64)))
     assert max(thumb.size) == 64 and thumb.format == "JPEG"
+
+
+def test_it_answers_pillows_own_bomb_guard_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow refuses images over twice its limit before our check runs; the user still reads how
+    large the image is."""
+    small = FACES_DIR / "photos" / "obama" / "obama_small.jpg"
+    with Image.open(small) as img:
+        pixels = img.width * img.height
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pixels // 3)
+    with pytest.raises(BadImage, match=f"the image is {pixels / 1e6:.1f} megapixels, over the"):
+        decode_image(small, max_pixels=LIMIT)
