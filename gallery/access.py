@@ -8,24 +8,34 @@ again.
 from __future__ import annotations
 
 import enum
+from typing import TypeAlias
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from gallery.models import Face, Gallery, GalleryMember, Person, PersonMerge, Photo
+from gallery.models import (
+    Face,
+    Gallery,
+    GalleryMember,
+    Person,
+    PersonMerge,
+    Photo,
+    UploadBatch,
+)
 
-User = AbstractBaseUser | AnonymousUser
+# Whoever sends a request: the access helpers answer strangers and anonymous users alike.
+AnyUser: TypeAlias = User | AnonymousUser
 
 
-def visible_galleries(user: User) -> QuerySet[Gallery]:
+def visible_galleries(user: AnyUser) -> QuerySet[Gallery]:
     if not user.is_authenticated:
         return Gallery.objects.none()
     return Gallery.objects.filter(Q(owner=user) | Q(members__user=user)).distinct()
 
 
-def writable_galleries(user: User) -> QuerySet[Gallery]:
+def writable_galleries(user: AnyUser) -> QuerySet[Gallery]:
     if not user.is_authenticated:
         return Gallery.objects.none()
     return Gallery.objects.filter(
@@ -33,7 +43,7 @@ def writable_galleries(user: User) -> QuerySet[Gallery]:
     ).distinct()
 
 
-def visible_gallery_ids(user: User) -> list[int]:
+def visible_gallery_ids(user: AnyUser) -> list[int]:
     return list(visible_galleries(user).values_list("pk", flat=True))
 
 
@@ -49,7 +59,7 @@ class Role(enum.StrEnum):
         return self is not Role.VIEWER
 
 
-def gallery_role(user: User, gallery: Gallery) -> Role | None:
+def gallery_role(user: AnyUser, gallery: Gallery) -> Role | None:
     """The user's role in a gallery; None for strangers."""
     if not user.is_authenticated:
         return None
@@ -59,7 +69,7 @@ def gallery_role(user: User, gallery: Gallery) -> Role | None:
     return Role(member.role) if member else None
 
 
-def _check(user: User, gallery: Gallery, *, for_write: bool, owner_only: bool = False) -> Role:
+def _check(user: AnyUser, gallery: Gallery, *, for_write: bool, owner_only: bool = False) -> Role:
     role = gallery_role(user, gallery)
     if role is None:
         raise Http404("No such gallery.")
@@ -71,7 +81,7 @@ def _check(user: User, gallery: Gallery, *, for_write: bool, owner_only: bool = 
 
 
 def access_gallery(
-    user: User, gallery_id: int, *, for_write: bool = False, owner_only: bool = False
+    user: AnyUser, gallery_id: int, *, for_write: bool = False, owner_only: bool = False
 ) -> tuple[Gallery, Role]:
     gallery = Gallery.objects.filter(pk=gallery_id).select_related("owner").first()
     if gallery is None:
@@ -79,14 +89,40 @@ def access_gallery(
     return gallery, _check(user, gallery, for_write=for_write, owner_only=owner_only)
 
 
-def access_photo(user: User, photo_id: int, *, for_write: bool = False) -> tuple[Photo, Role]:
+def access_batch(user: AnyUser, gallery_id: int, batch_id: int) -> tuple[UploadBatch, Role]:
+    """An upload batch of a gallery the user may see (its progress is all a batch shows)."""
+    gallery, role = access_gallery(user, gallery_id)
+    batch = UploadBatch.objects.filter(gallery=gallery, pk=batch_id).first()
+    if batch is None:
+        raise Http404("No such upload.")
+    batch.gallery = gallery
+    return batch, role
+
+
+def access_member(
+    user: AnyUser, gallery_id: int, member_user_id: int
+) -> tuple[GalleryMember, Role]:
+    """A membership of a gallery, for its owner (only the owner shares and unshares)."""
+    gallery, role = access_gallery(user, gallery_id, owner_only=True)
+    member = (
+        GalleryMember.objects.filter(gallery=gallery, user_id=member_user_id)
+        .select_related("user")
+        .first()
+    )
+    if member is None:
+        raise Http404("No such member.")
+    member.gallery = gallery
+    return member, role
+
+
+def access_photo(user: AnyUser, photo_id: int, *, for_write: bool = False) -> tuple[Photo, Role]:
     photo = Photo.objects.filter(pk=photo_id).select_related("gallery", "gallery__owner").first()
     if photo is None:
         raise Http404("No such photo.")
     return photo, _check(user, photo.gallery, for_write=for_write)
 
 
-def access_face(user: User, face_id: int, *, for_write: bool = False) -> tuple[Face, Role]:
+def access_face(user: AnyUser, face_id: int, *, for_write: bool = False) -> tuple[Face, Role]:
     face = (
         Face.objects.filter(pk=face_id)
         .select_related("photo", "photo__gallery", "person", "suggested_person")
@@ -97,7 +133,7 @@ def access_face(user: User, face_id: int, *, for_write: bool = False) -> tuple[F
     return face, _check(user, face.photo.gallery, for_write=for_write)
 
 
-def visible_people(user: User) -> QuerySet[Person]:
+def visible_people(user: AnyUser) -> QuerySet[Person]:
     """People of the user's own library and of the libraries of galleries shared with them."""
     if not user.is_authenticated:
         return Person.objects.none()
@@ -106,7 +142,7 @@ def visible_people(user: User) -> QuerySet[Person]:
     return Person.objects.filter(owner_id__in=owner_ids, merged_into__isnull=True)
 
 
-def access_person(user: User, person_id: int, *, for_write: bool = False) -> tuple[Person, Role]:
+def access_person(user: AnyUser, person_id: int, *, for_write: bool = False) -> tuple[Person, Role]:
     """A person of the user's library (OWNER), or of a library a gallery is shared from (EDITOR
     when one of those galleries is writable, else VIEWER)."""
     person = Person.objects.filter(pk=person_id).select_related("owner").first()
@@ -124,7 +160,9 @@ def access_person(user: User, person_id: int, *, for_write: bool = False) -> tup
     return person, Role.VIEWER
 
 
-def access_merge(user: User, merge_id: int, *, for_write: bool = False) -> tuple[PersonMerge, Role]:
+def access_merge(
+    user: AnyUser, merge_id: int, *, for_write: bool = False
+) -> tuple[PersonMerge, Role]:
     """A merge of two people, through its target person: a stranger to the library gets 404
     whether or not the merge exists."""
     merge = PersonMerge.objects.filter(pk=merge_id).select_related("source", "target").first()

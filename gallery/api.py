@@ -8,16 +8,24 @@ Viewsets here only map HTTP methods to functions; nothing is saved through a ser
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from gallery import queries
-from gallery.access import access_face, access_gallery, access_person, access_photo
+from gallery.access import (
+    access_batch,
+    access_face,
+    access_gallery,
+    access_member,
+    access_person,
+    access_photo,
+)
 from gallery.actions.common import ActionError
 from gallery.actions.galleries import (
     do_create_gallery,
@@ -50,6 +58,14 @@ NOT_FOUND = OpenApiResponse(description="No such object, or not visible to you."
 FORBIDDEN = OpenApiResponse(description="You may see this but not change it.")
 
 
+def _user(request: Request) -> User:
+    """The account behind an API request (every view requires authentication)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise NotAuthenticated()
+    return user
+
+
 def _refused(exc: ActionError | str) -> Response:
     return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
 
@@ -74,16 +90,16 @@ class GalleryViewSet(viewsets.GenericViewSet):
         data = _valid(GalleryWriteSerializer, request)
         try:
             gallery = do_create_gallery(
-                request.user, data["name"], data["description"], data["tags"]
+                _user(request), data["name"], data["description"], data["tags"]
             )
         except ActionError as exc:
             return _refused(exc)
-        return Response(self._one(request, gallery.pk), status=status.HTTP_201_CREATED)
+        return Response(self._one(request, gallery), status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: GallerySerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, gallery_id: int) -> Response:
         gallery, _ = access_gallery(request.user, gallery_id)
-        return Response(self._one(request, gallery.pk))
+        return Response(self._one(request, gallery))
 
     @extend_schema(
         request=GalleryWriteSerializer,
@@ -112,16 +128,17 @@ class GalleryViewSet(viewsets.GenericViewSet):
             )
         except ActionError as exc:
             return _refused(exc)
-        return Response(self._one(request, gallery.pk))
+        return Response(self._one(request, gallery))
 
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request: Request, gallery_id: int) -> Response:
         gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
-        do_delete_gallery(gallery, by=request.user)
+        do_delete_gallery(gallery, by=_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def _one(self, request: Request, gallery_id: int) -> dict:
-        return self.get_serializer(queries.gallery_cards(request.user).get(pk=gallery_id)).data
+    def _one(self, request: Request, gallery: Gallery) -> dict:
+        """The gallery as the list shows it (with the user's role and photo count)."""
+        return self.get_serializer(queries.gallery_cards(request.user).get(pk=gallery.pk)).data
 
 
 class GalleryMemberViewSet(viewsets.GenericViewSet):
@@ -154,11 +171,8 @@ class GalleryMemberViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request: Request, gallery_id: int, user_id: int) -> Response:
-        gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
-        member = get_object_or_404(
-            GalleryMember.objects.select_related("user"), gallery=gallery, user_id=user_id
-        )
-        do_unshare_gallery(gallery, member.user)
+        member, _ = access_member(request.user, gallery_id, user_id)
+        do_unshare_gallery(member.gallery, member.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -206,7 +220,7 @@ class GalleryPhotoViewSet(viewsets.GenericViewSet):
         if not files:
             return _refused("Send one or more files in the multipart field `files`.")
         try:
-            result = do_upload_photos(gallery, files, by=request.user)
+            result = do_upload_photos(gallery, files, by=_user(request))
         except ActionError as exc:
             return _refused(exc)
         body = {
@@ -227,8 +241,7 @@ class BatchViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={200: BatchSerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, gallery_id: int, batch_id: int) -> Response:
         """Processing progress of one upload; poll it until `finished`."""
-        gallery, _ = access_gallery(request.user, gallery_id)
-        batch = get_object_or_404(gallery.batches, pk=batch_id)
+        batch, _ = access_batch(request.user, gallery_id, batch_id)
         progress = queries.batch_progress(batch)
         data = {
             "id": batch.pk,
@@ -255,7 +268,7 @@ class PhotoViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request: Request, photo_id: int) -> Response:
         photo, _ = access_photo(request.user, photo_id, for_write=True)
-        do_delete_photo(photo, by=request.user)
+        do_delete_photo(photo, by=_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: FaceSerializer(many=True), 404: NOT_FOUND})
@@ -295,8 +308,8 @@ class FaceViewSet(viewsets.GenericViewSet):
                     person, _ = access_person(request.user, data["person"])
                 else:
                     owner = face.photo.gallery.owner
-                    person = do_get_or_create_person(owner, data["name"], by=request.user)
-                do_tag_face(face, person, by=request.user)
+                    person = do_get_or_create_person(owner, data["name"], by=_user(request))
+                do_tag_face(face, person, by=_user(request))
         except ActionError as exc:
             return _refused(exc)
         except IntegrityError:
@@ -310,7 +323,7 @@ class FaceViewSet(viewsets.GenericViewSet):
     )
     def untag(self, request: Request, face_id: int) -> Response:
         face, _ = access_face(request.user, face_id, for_write=True)
-        do_untag_face(face, by=request.user)
+        do_untag_face(face, by=_user(request))
         return Response(self.get_serializer(face).data)
 
 
@@ -333,7 +346,7 @@ class PersonViewSet(viewsets.GenericViewSet):
         """A new person in your own library."""
         data = _valid(PersonWriteSerializer, request)
         try:
-            person = do_create_person(request.user, data["name"], by=request.user)
+            person = do_create_person(_user(request), data["name"], by=_user(request))
         except ActionError as exc:
             return _refused(exc)
         person.face_count = 0  # type: ignore[attr-defined]
@@ -353,7 +366,7 @@ class PersonViewSet(viewsets.GenericViewSet):
         person, _ = access_person(request.user, person_id, for_write=True)
         data = _valid(PersonWriteSerializer, request)
         try:
-            do_rename_person(person, data["name"], by=request.user)
+            do_rename_person(person, data["name"], by=_user(request))
         except ActionError as exc:
             return _refused(exc)
         return Response(self._with_count(request, person))

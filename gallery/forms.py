@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from gallery.models import GalleryMember
 
@@ -40,7 +40,7 @@ class ShareForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=GalleryMember.Role.choices, initial=GalleryMember.Role.VIEWER)
 
-    def clean_username(self) -> AbstractBaseUser:
+    def clean_username(self) -> User:
         username = self.cleaned_data["username"].strip()
         user = get_user_model().objects.filter(username=username, is_active=True).first()
         if user is None:

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from gallery.access import User, visible_galleries, visible_people
+from gallery.access import AnyUser, visible_galleries, visible_people
 from gallery.models import Face, Gallery, GalleryMember, Person, Photo, UploadBatch
 
 
-def gallery_cards(user: User, *, tag: str = "") -> QuerySet[Gallery]:
+def gallery_cards(user: AnyUser, *, tag: str = "") -> QuerySet[Gallery]:
     """Visible galleries with the user's `role`, photo counts and a `cover` thumbnail name."""
     role = GalleryMember.objects.filter(gallery=OuterRef("pk"), user_id=user.pk).values("role")
     cover = (
@@ -47,7 +47,7 @@ def gallery_cards(user: User, *, tag: str = "") -> QuerySet[Gallery]:
     return galleries
 
 
-def visible_tags(user: User) -> list[str]:
+def visible_tags(user: AnyUser) -> list[str]:
     """Every tag used on a gallery the user can see, sorted."""
     tags: set[str] = set()
     for row in Gallery.objects.filter(pk__in=visible_galleries(user).values("pk")).values_list(
@@ -57,11 +57,11 @@ def visible_tags(user: User) -> list[str]:
     return sorted(tags)
 
 
-def visible_faces(user: User) -> QuerySet[Face]:
+def visible_faces(user: AnyUser) -> QuerySet[Face]:
     return Face.objects.filter(photo__gallery__in=visible_galleries(user).values("pk"))
 
 
-def people_cards(user: User, *, name: str = "") -> QuerySet[Person]:
+def people_cards(user: AnyUser, *, name: str = "") -> QuerySet[Person]:
     """Visible people with `face_count` (faces the user can see) and a `cover` crop name."""
     galleries = visible_galleries(user).values("pk")
     cover = (
@@ -88,7 +88,7 @@ def people_cards(user: User, *, name: str = "") -> QuerySet[Person]:
     return people
 
 
-def person_faces(user: User, person: Person) -> QuerySet[Face]:
+def person_faces(user: AnyUser, person: Person) -> QuerySet[Face]:
     """The person's faces that lie in galleries the user can see, newest photos first."""
     return (
         visible_faces(user)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from gallery.actions.common import ActionError, clean_display_name
@@ -22,7 +22,7 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
 
 
 def do_create_gallery(
-    owner: AbstractBaseUser, name: str, description: str = "", tags: Iterable[str] = ()
+    owner: User, name: str, description: str = "", tags: Iterable[str] = ()
 ) -> Gallery:
     name = name.strip()
     if not name:
@@ -55,7 +55,7 @@ def do_update_gallery(
     return gallery
 
 
-def do_share_gallery(gallery: Gallery, user: AbstractBaseUser, role: str) -> GalleryMember:
+def do_share_gallery(gallery: Gallery, user: User, role: str) -> GalleryMember:
     if role not in GalleryMember.Role.values:
         raise ActionError(f"Unknown role {role!r}; use viewer or editor.")
     if user.pk == gallery.owner_id:
@@ -66,11 +66,11 @@ def do_share_gallery(gallery: Gallery, user: AbstractBaseUser, role: str) -> Gal
     return member
 
 
-def do_unshare_gallery(gallery: Gallery, user: AbstractBaseUser) -> None:
+def do_unshare_gallery(gallery: Gallery, user: User) -> None:
     GalleryMember.objects.filter(gallery=gallery, user=user).delete()
 
 
-def do_delete_gallery(gallery: Gallery, by: AbstractBaseUser) -> None:
+def do_delete_gallery(gallery: Gallery, by: User) -> None:
     """Delete a gallery with its photos and faces; files go once the deletion is committed."""
     photos = Photo.objects.filter(gallery=gallery)
     names = [

@@ -5,13 +5,13 @@ Which faces a person has is the job of recognition/actions/identity.py.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from gallery.actions.common import ActionError, clean_display_name
 from gallery.models import FaceEvent, Person
 
 
-def do_create_person(owner: AbstractBaseUser, name: str, by: AbstractBaseUser) -> Person:
+def do_create_person(owner: User, name: str, by: User) -> Person:
     name = clean_display_name(name, limit=200) if name.strip() else ""
     if not name:
         raise ActionError("A person needs a name.")
@@ -20,7 +20,7 @@ def do_create_person(owner: AbstractBaseUser, name: str, by: AbstractBaseUser) -
     return person
 
 
-def do_get_or_create_person(owner: AbstractBaseUser, name: str, by: AbstractBaseUser) -> Person:
+def do_get_or_create_person(owner: User, name: str, by: User) -> Person:
     existing = (
         Person.objects.filter(owner=owner, name__iexact=name.strip(), merged_into__isnull=True)
         .order_by("id")
@@ -29,7 +29,7 @@ def do_get_or_create_person(owner: AbstractBaseUser, name: str, by: AbstractBase
     return existing or do_create_person(owner, name, by)
 
 
-def do_rename_person(person: Person, name: str, by: AbstractBaseUser) -> Person:
+def do_rename_person(person: Person, name: str, by: User) -> Person:
     cleaned = clean_display_name(name, limit=200) if name.strip() else ""
     if not cleaned:
         raise ActionError("A person needs a name.")
@@ -42,7 +42,7 @@ def do_rename_person(person: Person, name: str, by: AbstractBaseUser) -> Person:
     return person
 
 
-def do_hide_person(person: Person, by: AbstractBaseUser, *, hidden: bool = True) -> Person:
+def do_hide_person(person: Person, by: User, *, hidden: bool = True) -> Person:
     """Hide a person (a stranger, a poster) from the people pages; their tags stay."""
     person.hidden = hidden
     person.save(update_fields=["hidden", "updated_at"])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -78,9 +78,7 @@ def check_upload(upload: UploadedFile) -> str:
     return Image.MIME.get(fmt, "application/octet-stream")
 
 
-def do_upload_photos(
-    gallery: Gallery, files: Iterable[UploadedFile], by: AbstractBaseUser
-) -> UploadResult:
+def do_upload_photos(gallery: Gallery, files: Iterable[UploadedFile], by: User) -> UploadResult:
     """Store each acceptable file as a queued photo and enqueue it after commit.
 
     Rejected files are listed with a reason; accepted originals are never altered.
@@ -194,7 +192,7 @@ def do_fail_photo(photo: Photo, error: str) -> None:
     photo.save(update_fields=["status", "error", "processed_at"])
 
 
-def do_delete_photo(photo: Photo, by: AbstractBaseUser) -> None:
+def do_delete_photo(photo: Photo, by: User) -> None:
     """Delete a photo with its faces (and their templates); files go once the delete commits."""
     face_ids = list(photo.faces.values_list("pk", flat=True))
     names = [photo.original.name, photo.thumbnail.name, photo.preview.name]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from faceweb.http import AuthedRequest
 from gallery import queries
 from gallery.access import Role, access_face, access_person
 from gallery.actions.common import ActionError
@@ -20,7 +21,7 @@ from recognition.actions.identity import do_tag_face, do_untag_face
 
 
 def _face_response(
-    request: HttpRequest,
+    request: AuthedRequest,
     face: Face,
     role: Role,
     *,
@@ -46,14 +47,14 @@ def _face_response(
 
 @require_GET
 @login_required
-def face_detail(request: HttpRequest, face_id: int) -> HttpResponse:
+def face_detail(request: AuthedRequest, face_id: int) -> HttpResponse:
     face, role = access_face(request.user, face_id)
     return _face_response(request, face, role)
 
 
 @require_POST
 @login_required
-def face_tag(request: HttpRequest, face_id: int) -> HttpResponse:
+def face_tag(request: AuthedRequest, face_id: int) -> HttpResponse:
     face, role = access_face(request.user, face_id, for_write=True)
     form = TagFaceForm(request.POST)
     if not form.is_valid():
@@ -81,7 +82,7 @@ def face_tag(request: HttpRequest, face_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def face_untag(request: HttpRequest, face_id: int) -> HttpResponse:
+def face_untag(request: AuthedRequest, face_id: int) -> HttpResponse:
     face, role = access_face(request.user, face_id, for_write=True)
     do_untag_face(face, by=request.user)
     return _face_response(request, face, role)

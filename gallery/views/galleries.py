@@ -8,13 +8,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from faceweb.http import AuthedRequest
 from gallery import queries
-from gallery.access import Role, access_gallery
+from gallery.access import Role, access_batch, access_gallery, access_member
 from gallery.actions.common import ActionError
 from gallery.actions.galleries import (
     do_create_gallery,
@@ -36,13 +37,13 @@ BATCH_LIST_LIMIT = 50
 
 @require_GET
 @login_required
-def gallery_list(request: HttpRequest) -> HttpResponse:
+def gallery_list(request: AuthedRequest) -> HttpResponse:
     return _render_list(request, GalleryForm())
 
 
 @require_POST
 @login_required
-def gallery_create(request: HttpRequest) -> HttpResponse:
+def gallery_create(request: AuthedRequest) -> HttpResponse:
     form = GalleryForm(request.POST)
     if form.is_valid():
         try:
@@ -59,7 +60,7 @@ def gallery_create(request: HttpRequest) -> HttpResponse:
     return _render_list(request, form, status=400)
 
 
-def _render_list(request: HttpRequest, form: GalleryForm, status: int = 200) -> HttpResponse:
+def _render_list(request: AuthedRequest, form: GalleryForm, status: int = 200) -> HttpResponse:
     tag = request.GET.get("tag", "").strip()
     page = paginate(request, queries.gallery_cards(request.user, tag=tag), GALLERIES_PER_PAGE)
     context = {
@@ -73,7 +74,7 @@ def _render_list(request: HttpRequest, form: GalleryForm, status: int = 200) -> 
 
 @require_GET
 @login_required
-def gallery_detail(request: HttpRequest, gallery_id: int) -> HttpResponse:
+def gallery_detail(request: AuthedRequest, gallery_id: int) -> HttpResponse:
     gallery, role = access_gallery(request.user, gallery_id)
     photos = (
         gallery.photos.only(
@@ -99,7 +100,7 @@ def gallery_detail(request: HttpRequest, gallery_id: int) -> HttpResponse:
     return render(request, "gallery/gallery_detail.html", context)
 
 
-def _batches_to_show(request: HttpRequest, gallery: Gallery) -> list[UploadBatch]:
+def _batches_to_show(request: AuthedRequest, gallery: Gallery) -> list[UploadBatch]:
     """The batch named in `?batch=`, else this user's batches in this gallery still running."""
     batch_id = request.GET.get("batch", "")
     if batch_id.isdigit():
@@ -146,7 +147,7 @@ def _members(gallery: Gallery) -> list[GalleryMember]:
 
 @require_POST
 @login_required
-def gallery_update(request: HttpRequest, gallery_id: int) -> HttpResponse:
+def gallery_update(request: AuthedRequest, gallery_id: int) -> HttpResponse:
     gallery, role = access_gallery(request.user, gallery_id, for_write=True)
     form = GalleryForm(request.POST)
     if form.is_valid():
@@ -176,7 +177,7 @@ def gallery_update(request: HttpRequest, gallery_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def gallery_delete(request: HttpRequest, gallery_id: int) -> HttpResponse:
+def gallery_delete(request: AuthedRequest, gallery_id: int) -> HttpResponse:
     gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
     name = gallery.name
     do_delete_gallery(gallery, by=request.user)
@@ -186,7 +187,7 @@ def gallery_delete(request: HttpRequest, gallery_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def gallery_share(request: HttpRequest, gallery_id: int) -> HttpResponse:
+def gallery_share(request: AuthedRequest, gallery_id: int) -> HttpResponse:
     gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
     form = ShareForm(request.POST)
     if form.is_valid():
@@ -199,16 +200,13 @@ def gallery_share(request: HttpRequest, gallery_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def gallery_unshare(request: HttpRequest, gallery_id: int, user_id: int) -> HttpResponse:
-    gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
-    member = get_object_or_404(
-        GalleryMember.objects.select_related("user"), gallery=gallery, user_id=user_id
-    )
-    do_unshare_gallery(gallery, member.user)
-    return _members_response(request, gallery, ShareForm())
+def gallery_unshare(request: AuthedRequest, gallery_id: int, user_id: int) -> HttpResponse:
+    member, _ = access_member(request.user, gallery_id, user_id)
+    do_unshare_gallery(member.gallery, member.user)
+    return _members_response(request, member.gallery, ShareForm())
 
 
-def _members_response(request: HttpRequest, gallery: Gallery, form: ShareForm) -> HttpResponse:
+def _members_response(request: AuthedRequest, gallery: Gallery, form: ShareForm) -> HttpResponse:
     if request.htmx:
         context = {"gallery": gallery, "members": _members(gallery), "share_form": form}
         return render(request, "gallery/_members.html", context, status=_status(form))
@@ -228,7 +226,7 @@ def _form_errors(form: GalleryForm | ShareForm) -> str:
 
 @require_POST
 @login_required
-def photo_upload(request: HttpRequest, gallery_id: int) -> HttpResponse:
+def photo_upload(request: AuthedRequest, gallery_id: int) -> HttpResponse:
     """Store the files of one submission as a batch; the plain form and the drop zone post here.
 
     An htmx or script request gets the batch's progress panel; a plain form is redirected to the
@@ -260,8 +258,7 @@ def photo_upload(request: HttpRequest, gallery_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def batch_progress(request: HttpRequest, gallery_id: int, batch_id: int) -> HttpResponse:
+def batch_progress(request: AuthedRequest, gallery_id: int, batch_id: int) -> HttpResponse:
     """The polled progress panel; it leaves out its polling trigger once every photo finished."""
-    gallery, _ = access_gallery(request.user, gallery_id)
-    batch = get_object_or_404(UploadBatch, gallery=gallery, pk=batch_id)
-    return render(request, "gallery/_batch.html", _batch_context(gallery, batch))
+    batch, _ = access_batch(request.user, gallery_id, batch_id)
+    return render(request, "gallery/_batch.html", _batch_context(batch.gallery, batch))

@@ -10,9 +10,10 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
+from faceweb.http import AuthedRequest
 from gallery.access import access_gallery
 from gallery.models import Face, Photo
 
@@ -24,7 +25,7 @@ IMAGE_TYPES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"
 
 @require_GET
 @login_required
-def media(request: HttpRequest, path: str) -> HttpResponse:
+def media(request: AuthedRequest, path: str) -> HttpResponse:
     match = STORED_NAME.match(path)
     if match is None:
         raise Http404("No such file.")

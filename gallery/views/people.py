@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from faceweb.http import AuthedRequest
 from gallery import queries
 from gallery.access import access_person
 from gallery.actions.common import ActionError
@@ -21,7 +22,7 @@ FACES_PER_PAGE = 48
 
 @require_GET
 @login_required
-def person_list(request: HttpRequest) -> HttpResponse:
+def person_list(request: AuthedRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
     page = paginate(request, queries.people_cards(request.user, name=q), PEOPLE_PER_PAGE)
     return render(request, "gallery/person_list.html", {"page": page, "q": q})
@@ -29,7 +30,7 @@ def person_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
+def person_detail(request: AuthedRequest, person_id: int) -> HttpResponse:
     person, role = access_person(request.user, person_id)
     page = paginate(request, queries.person_faces(request.user, person), FACES_PER_PAGE)
     context = {
@@ -43,7 +44,7 @@ def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def person_rename(request: HttpRequest, person_id: int) -> HttpResponse:
+def person_rename(request: AuthedRequest, person_id: int) -> HttpResponse:
     person, _ = access_person(request.user, person_id, for_write=True)
     form = PersonNameForm(request.POST)
     if form.is_valid():

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from faceweb.http import AuthedRequest
 from gallery import queries
 from gallery.access import access_photo
 from gallery.actions.photos import do_delete_photo, do_requeue_photo
@@ -37,7 +38,7 @@ def _neighbours(photo: Photo) -> tuple[Photo | None, Photo | None]:
 
 @require_GET
 @login_required
-def photo_detail(request: HttpRequest, photo_id: int) -> HttpResponse:
+def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
     photo, role = access_photo(request.user, photo_id)
     can_write = role.can_write
     faces = list(photo.faces.select_related("person", "suggested_person").order_by("left", "id"))
@@ -57,7 +58,7 @@ def photo_detail(request: HttpRequest, photo_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def photo_delete(request: HttpRequest, photo_id: int) -> HttpResponse:
+def photo_delete(request: AuthedRequest, photo_id: int) -> HttpResponse:
     photo, _ = access_photo(request.user, photo_id, for_write=True)
     gallery_id, name = photo.gallery_id, photo.original_name
     do_delete_photo(photo, by=request.user)
@@ -67,7 +68,7 @@ def photo_delete(request: HttpRequest, photo_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def photo_reprocess(request: HttpRequest, photo_id: int) -> HttpResponse:
+def photo_reprocess(request: AuthedRequest, photo_id: int) -> HttpResponse:
     photo, _ = access_photo(request.user, photo_id, for_write=True)
     if do_requeue_photo(photo):
         messages.success(request, f"{photo.original_name} is queued to be processed again.")

@@ -12,14 +12,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from faceweb.http import AuthedRequest
 from gallery import queries
-from gallery.access import User, access_face, access_merge, access_person, writable_galleries
+from gallery.access import AnyUser, access_face, access_merge, access_person, writable_galleries
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_get_or_create_person, do_hide_person
 from gallery.models import Face
@@ -42,7 +43,7 @@ UNKNOWN_LIMIT = 600
 UNKNOWN_GROUPS_SHOWN = 60
 
 
-def pending_faces(user: User) -> QuerySet[Face]:
+def pending_faces(user: AnyUser) -> QuerySet[Face]:
     """Faces waiting for a decision (automatic tags and suggestions) that the user may change."""
     return (
         Face.objects.filter(photo__gallery__in=writable_galleries(user).values("pk"))
@@ -55,7 +56,7 @@ def pending_faces(user: User) -> QuerySet[Face]:
     )
 
 
-def _selected_faces(request: HttpRequest) -> list[Face]:
+def _selected_faces(request: AuthedRequest) -> list[Face]:
     ids = [int(v) for v in request.POST.getlist("face") if v.isdigit()]
     return list(
         Face.objects.filter(
@@ -64,7 +65,7 @@ def _selected_faces(request: HttpRequest) -> list[Face]:
     )
 
 
-def _single_response(request: HttpRequest, face: Face, error: str = "") -> HttpResponse:
+def _single_response(request: AuthedRequest, face: Face, error: str = "") -> HttpResponse:
     """The photo page's face card, or the suggestion card when the suggestions list asked."""
     face, role = access_face(request.user, face.pk)
     if request.POST.get("view") == "suggestion" and request.htmx:
@@ -79,7 +80,7 @@ def _single_response(request: HttpRequest, face: Face, error: str = "") -> HttpR
 
 @require_POST
 @login_required
-def face_confirm(request: HttpRequest, face_id: int) -> HttpResponse:
+def face_confirm(request: AuthedRequest, face_id: int) -> HttpResponse:
     face, _ = access_face(request.user, face_id, for_write=True)
     try:
         do_confirm_suggestion(face, by=request.user)
@@ -94,7 +95,7 @@ def face_confirm(request: HttpRequest, face_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def face_reject(request: HttpRequest, face_id: int) -> HttpResponse:
+def face_reject(request: AuthedRequest, face_id: int) -> HttpResponse:
     face, _ = access_face(request.user, face_id, for_write=True)
     try:
         do_reject_suggestion(face, by=request.user)
@@ -105,7 +106,7 @@ def face_reject(request: HttpRequest, face_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def suggestion_list(request: HttpRequest) -> HttpResponse:
+def suggestion_list(request: AuthedRequest) -> HttpResponse:
     faces = pending_faces(request.user)
     person = None
     if request.GET.get("person", "").isdigit():
@@ -117,7 +118,7 @@ def suggestion_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def suggestion_bulk(request: HttpRequest) -> HttpResponse:
+def suggestion_bulk(request: AuthedRequest) -> HttpResponse:
     faces = _selected_faces(request)
     action = request.POST.get("action")
     if not faces:
@@ -151,7 +152,7 @@ class UnknownGroup:
     suggested_name: str
 
 
-def unknown_groups(user: User) -> tuple[list[UnknownGroup], int]:
+def unknown_groups(user: AnyUser) -> tuple[list[UnknownGroup], int]:
     """Unknown trusted faces of the user's own library, grouped by likely identity.
 
     Returns the groups (largest first) and how many unknown faces there are in all.
@@ -201,7 +202,7 @@ def unknown_groups(user: User) -> tuple[list[UnknownGroup], int]:
 
 @require_GET
 @login_required
-def unknown_list(request: HttpRequest) -> HttpResponse:
+def unknown_list(request: AuthedRequest) -> HttpResponse:
     groups, total = unknown_groups(request.user)
     context = {
         "groups": groups[:UNKNOWN_GROUPS_SHOWN],
@@ -215,7 +216,7 @@ def unknown_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def unknown_name(request: HttpRequest) -> HttpResponse:
+def unknown_name(request: AuthedRequest) -> HttpResponse:
     """Name the selected faces of a group (faces of the user's own library only)."""
     name = request.POST.get("name", "").strip()
     faces = [f for f in _selected_faces(request) if f.photo.gallery.owner_id == request.user.pk]
@@ -238,7 +239,7 @@ def unknown_name(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
+def person_merge(request: AuthedRequest, person_id: int) -> HttpResponse:
     source, _ = access_person(request.user, person_id, for_write=True)
     into = request.POST.get("into", "")
     if not into.isdigit():
@@ -256,7 +257,7 @@ def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
+def merge_undo(request: AuthedRequest, merge_id: int) -> HttpResponse:
     merge, _ = access_merge(request.user, merge_id, for_write=True)
     target = merge.target
     try:
@@ -270,7 +271,7 @@ def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def person_hide(request: HttpRequest, person_id: int) -> HttpResponse:
+def person_hide(request: AuthedRequest, person_id: int) -> HttpResponse:
     person, _ = access_person(request.user, person_id, for_write=True)
     hidden = request.POST.get("hidden", "1") != "0"
     do_hide_person(person, by=request.user, hidden=hidden)

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -47,7 +47,7 @@ def check_person_for_face(face: Face, person: Person) -> None:
         )
 
 
-def do_tag_face(face: Face, person: Person, by: AbstractBaseUser) -> Face:
+def do_tag_face(face: Face, person: Person, by: User) -> Face:
     """Confirm `person` for `face` (caller checked write access to the face's gallery)."""
     tagged, errors = do_tag_faces([face], person, by)
     if errors:
@@ -55,7 +55,7 @@ def do_tag_face(face: Face, person: Person, by: AbstractBaseUser) -> Face:
     return tagged[0]
 
 
-def do_untag_face(face: Face, by: AbstractBaseUser) -> Face:
+def do_untag_face(face: Face, by: User) -> Face:
 
     previous = face.person
     face.person = None
@@ -101,7 +101,7 @@ def _lock_and_refresh(face: Face) -> None:
     )
 
 
-def _withdraw_guesses(face: Face, person: Person, by: AbstractBaseUser) -> None:
+def _withdraw_guesses(face: Face, person: Person, by: User) -> None:
     """A person's tag outranks the matcher's guess: an automatic tag of the same person on
     another face of the photo is withdrawn (logged) rather than refusing the tag."""
     guessed = Face.objects.filter(
@@ -121,7 +121,7 @@ def _withdraw_guesses(face: Face, person: Person, by: AbstractBaseUser) -> None:
         )
 
 
-def _confirm(face: Face, person: Person, by: AbstractBaseUser, action: str) -> None:
+def _confirm(face: Face, person: Person, by: User, action: str) -> None:
     """Caller holds a transaction and has called _lock_and_refresh(face)."""
     _withdraw_guesses(face, person, by)
     check_person_for_face(face, person)
@@ -143,7 +143,7 @@ def _confirm(face: Face, person: Person, by: AbstractBaseUser, action: str) -> N
     )
 
 
-def do_confirm_suggestion(face: Face, by: AbstractBaseUser) -> Face:
+def do_confirm_suggestion(face: Face, by: User) -> Face:
     """Confirm the automatic tag or the suggestion of `face` (caller checked write access)."""
     confirmed, errors = do_confirm_suggestions([face], by)
     if errors:
@@ -152,7 +152,7 @@ def do_confirm_suggestion(face: Face, by: AbstractBaseUser) -> Face:
 
 
 def _confirm_each(
-    faces: Iterable[Face], by: AbstractBaseUser, action: str, choose: Callable[[Face], Person]
+    faces: Iterable[Face], by: User, action: str, choose: Callable[[Face], Person]
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
     """Confirm `choose(face)` for each face in its own transaction; refusals come back with why.
 
@@ -177,7 +177,7 @@ def _confirm_each(
 
 
 def do_confirm_suggestions(
-    faces: Iterable[Face], by: AbstractBaseUser
+    faces: Iterable[Face], by: User
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
     """Confirm many suggestions; each face that cannot be confirmed is returned with why."""
 
@@ -191,7 +191,7 @@ def do_confirm_suggestions(
 
 
 def do_tag_faces(
-    faces: Iterable[Face], person: Person, by: AbstractBaseUser
+    faces: Iterable[Face], person: Person, by: User
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
     """Name many faces at once (a group on the "who is unknown" page).
 
@@ -201,7 +201,7 @@ def do_tag_faces(
     return _confirm_each(faces, by, "face_tagged", lambda _face: person)
 
 
-def do_reject_suggestion(face: Face, by: AbstractBaseUser) -> Face:
+def do_reject_suggestion(face: Face, by: User) -> Face:
     """ "Not this person": remember it, drop the tag or suggestion, and match the face again.
 
     Works on an automatic tag, a suggestion or a confirmed tag. The template face that made the
@@ -215,7 +215,7 @@ def do_reject_suggestion(face: Face, by: AbstractBaseUser) -> Face:
 
 
 def do_reject_suggestions(
-    faces: Iterable[Face], by: AbstractBaseUser
+    faces: Iterable[Face], by: User
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
 
     rejected: list[Face] = []
@@ -283,7 +283,7 @@ def check_merge(source: Person, target: Person) -> None:
         )
 
 
-def do_merge_people(source: Person, target: Person, by: AbstractBaseUser) -> PersonMerge:
+def do_merge_people(source: Person, target: Person, by: User) -> PersonMerge:
     """Move every face of `source` to `target` and log it so `do_undo_merge` can reverse it.
 
     Suggestions of `source` become suggestions of `target`, and "not `source`" decisions become
@@ -333,7 +333,7 @@ def do_merge_people(source: Person, target: Person, by: AbstractBaseUser) -> Per
     return merge
 
 
-def do_undo_merge(merge: PersonMerge, by: AbstractBaseUser) -> Person:
+def do_undo_merge(merge: PersonMerge, by: User) -> Person:
     """Give the merged person back their faces, suggestions and "not this person" decisions.
 
     Faces re-tagged since the merge keep their new tag. A later merge of the target must be

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,7 +15,7 @@ from recognition.index.enrolment import sync_face_templates
 from recognition.models import ReviewDecision
 
 
-def do_review_faces(faces: Iterable[Face], decision: str, by: AbstractBaseUser) -> list[Face]:
+def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face]:
     """A reviewer approves rejected faces or confirms their rejection; returns the changed faces.
 
     `decision` is ReviewDecision.Decision ("approve" / "reject"). Only faces the filter rejected

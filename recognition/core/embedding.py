@@ -12,7 +12,7 @@ import os
 import pathlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -216,7 +216,7 @@ def _read_layer(r: _Reader, kind: str) -> _Layer:
         bias_mode = r.integer()
         for _ in range(4):
             r.real()
-        if bias_mode != 1 or params.shape != (inputs, outputs, 1, 1):
+        if bias_mode != 1 or tuple(params.shape) != (inputs, outputs, 1, 1):
             raise ModelFormatError("expected fc_no_bias")
         if w_shape[:2] != (inputs, outputs):
             raise ModelFormatError("inconsistent fc shapes")
@@ -270,7 +270,7 @@ def _conv_affine(conv: _Conv, affine: _Affine) -> nn.Conv2d:
     weight = conv.weight.astype(np.float64) * gamma[:, None, None, None]
     bias = conv.bias.astype(np.float64) * gamma + affine.beta
     layer.weight.data = torch.from_numpy(weight.astype(np.float32))
-    layer.bias.data = torch.from_numpy(bias.astype(np.float32))
+    layer.bias = nn.Parameter(torch.from_numpy(bias.astype(np.float32)))
     return layer
 
 
@@ -301,15 +301,20 @@ class _Block(nn.Module):
         return F.relu(_add_prev(y, shortcut))
 
 
+_L = TypeVar("_L", _Conv, _Affine, _Pool, _Fc, str)
+
+
 class DlibResnet(nn.Module):
     """dlib's face ResNet: (N, 3, 150, 150) float RGB in 0..255 -> (N, 128) embeddings."""
+
+    mean: torch.Tensor
 
     def __init__(self, means: tuple[float, float, float], layers: list[_Layer]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(means, dtype=torch.float32).view(1, 3, 1, 1))
         it: Iterator[_Layer] = iter(layers)
 
-        def take(cls: type) -> _Layer:
+        def take(cls: type[_L]) -> _L:
             layer = next(it)
             if not isinstance(layer, cls):
                 raise ModelFormatError(f"expected {cls.__name__}, found {layer!r}")
@@ -347,7 +352,8 @@ class DlibResnet(nn.Module):
         x = (rgb - self.mean) / 256.0
         x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
         x = self.blocks(x)
-        return self.fc(x.mean(dim=(2, 3)))
+        out: torch.Tensor = self.fc(x.mean(dim=(2, 3)))
+        return out
 
 
 def load_dlib_resnet(path: pathlib.Path) -> torch.nn.Module:

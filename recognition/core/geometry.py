@@ -20,13 +20,16 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     y = np.asarray(b, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"need (N, D) and (M, D) arrays, got {x.shape} and {y.shape}")
-    sq = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
-    return np.maximum(sq, 0.0)
+    sq: np.ndarray = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    np.maximum(sq, 0.0, out=sq)
+    return sq
 
 
 def euclidean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(len(a), len(b)) Euclidean distances in float64."""
-    return np.sqrt(squared_distances(a, b))
+    d = squared_distances(a, b)
+    np.sqrt(d, out=d)
+    return d
 
 
 def iou(a: Box, b: Box) -> float:

@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -82,7 +83,7 @@ def decode_image(source: bytes | Path, *, max_pixels: int) -> DecodedImage:
         if not source.exists():
             raise BadImage("the stored file is missing")
         size = source.stat().st_size
-        opener: io.BufferedIOBase | Path = source
+        opener: IO[bytes] | Path = source
     else:
         size = len(source)
         opener = io.BytesIO(source)
@@ -104,8 +105,8 @@ def decode_image(source: bytes | Path, *, max_pixels: int) -> DecodedImage:
             fmt = img.format or "unknown"
             taken_at = _taken_at(img)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = np.ascontiguousarray(np.asarray(_to_rgb(img), dtype=np.uint8))
+            upright = ImageOps.exif_transpose(img)
+            rgb = np.ascontiguousarray(np.asarray(_to_rgb(upright), dtype=np.uint8))
     except BadImage:
         raise
     except UnidentifiedImageError as exc:

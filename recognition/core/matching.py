@@ -136,22 +136,22 @@ def assign_photo(
         fid = face_ids[i]
         if j >= m:
             continue
-        cand = by_face[fid].get(people[j])
-        if cand is None:
+        chosen = by_face[fid].get(people[j])
+        if chosen is None:
             continue
         decision = Decision.SUGGEST
-        if cand.distance <= same:
+        if chosen.distance <= same:
             runner_up = next(
-                (c.distance for c in faces[fid] if c.person_id != cand.person_id), None
+                (c.distance for c in faces[fid] if c.person_id != chosen.person_id), None
             )
-            if runner_up is None or runner_up - cand.distance >= margin:
+            if runner_up is None or runner_up - chosen.distance >= margin:
                 decision = Decision.AUTO
         result[fid] = FaceMatch(
             face_id=fid,
             decision=decision,
-            person_id=cand.person_id,
-            distance=cand.distance,
-            via_face_id=cand.via_face_id,
+            person_id=chosen.person_id,
+            distance=chosen.distance,
+            via_face_id=chosen.via_face_id,
         )
     return result
 
@@ -184,7 +184,7 @@ def cluster_faces(
     members: list[list[int]] = [[i] for i in range(n)]
 
     def avg_row(i: int) -> np.ndarray:
-        row = total[i] / (size[i] * size)
+        row: np.ndarray = total[i] / (size[i] * size)
         row[blocked[i] | ~alive] = np.inf
         return row
 

@@ -177,7 +177,8 @@ def noise_sigma(grey_image: np.ndarray) -> float:
 
 def face_grey(chip: np.ndarray) -> np.ndarray:
     """The face part of a dlib chip in grey levels (uint8, 100x100): what the stats look at."""
-    return np.clip(np.rint(grey(chip)[CHIP_FACE, CHIP_FACE]), 0, 255).astype(np.uint8)
+    face: np.ndarray = np.clip(np.rint(grey(chip)[CHIP_FACE, CHIP_FACE]), 0, 255)
+    return face.astype(np.uint8)
 
 
 def chip_stats(chip: np.ndarray) -> ChipStats:
@@ -302,7 +303,8 @@ class OodNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x).squeeze(-1)
+        logits: torch.Tensor = self.layers(x)
+        return logits.squeeze(-1)
 
 
 @dataclass(frozen=True)

@@ -137,4 +137,5 @@ def basis_from_bytes(
 def prefix_sq_distances(query: np.ndarray, vectors: np.ndarray, d: int) -> np.ndarray:
     """Squared Euclidean distances over the first d rotated components."""
     diff = vectors[:, :d] - query[:d]
-    return np.einsum("ij,ij->i", diff, diff)
+    sq: np.ndarray = np.einsum("ij,ij->i", diff, diff)
+    return sq

@@ -117,7 +117,7 @@ def _keep_classes(minima: np.ndarray, delta: float, top_n: int) -> np.ndarray:
     """The seeds' ratio rule on squared prefix distances, plus the top_n nearest classes."""
     if math.isinf(delta):
         return np.ones(minima.shape[0], dtype=bool)
-    keep = minima <= (delta * delta) * minima.min()
+    keep: np.ndarray = minima <= (delta * delta) * minima.min()
     if top_n > 1 and minima.shape[0] > top_n:
         keep[np.argpartition(minima, top_n - 1)[:top_n]] = True
     elif top_n > 1:
@@ -154,7 +154,8 @@ def staged_rank(
     def increment(alive: np.ndarray, prev: int, d: int) -> np.ndarray:
         q = queries[alive, prev:d] if per_row else queries[prev:d]
         diff = vectors[alive, prev:d].astype(np.float64) - q
-        return np.einsum("ij,ij->i", diff, diff)
+        added: np.ndarray = np.einsum("ij,ij->i", diff, diff)
+        return added
 
     return _run_levels(
         n, dim, _schedule(params, dim), labels, faces, params, top_n, stats, increment
@@ -175,7 +176,7 @@ def staged_rank_precomputed(
     column = {d: i for i, d in enumerate(levels)}
 
     def increment(alive: np.ndarray, prev: int, d: int) -> np.ndarray:
-        now = level_sq[alive, column[d]]
+        now: np.ndarray = level_sq[alive, column[d]]
         return now - level_sq[alive, column[prev]] if prev else now
 
     return _run_levels(

@@ -23,7 +23,7 @@ from django.core import signing
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from gallery.access import User, visible_gallery_ids
+from gallery.access import AnyUser, visible_gallery_ids
 from gallery.models import Face, Person
 from recognition.core.calibration import thresholds
 from recognition.core.embedding import get_embedder
@@ -197,7 +197,7 @@ def candidate_photos(
 
 
 def search_face(
-    user: User,
+    user: AnyUser,
     face: ProbeFace,
     embedder_version: str,
     *,
@@ -266,7 +266,7 @@ def purge_expired_probes(now: float | None = None) -> int:
     return gone
 
 
-def save_probe(user: User, analysis: ProbeAnalysis) -> str:
+def save_probe(user: AnyUser, analysis: ProbeAnalysis) -> str:
     """Keep an analysis while the user picks a face; returns a signed token bound to the user."""
     purge_expired_probes()
     key = uuid.uuid4().hex
@@ -303,7 +303,7 @@ class ProbeExpired(LookupError):
     """The signed token is invalid, belongs to someone else, or its file is gone."""
 
 
-def _probe_path(user: User, token: str) -> Path:
+def _probe_path(user: AnyUser, token: str) -> Path:
     try:
         payload = signing.loads(token, salt=PROBE_SALT, max_age=PROBE_TTL_SECONDS)
     except signing.BadSignature as exc:
@@ -313,7 +313,7 @@ def _probe_path(user: User, token: str) -> Path:
     return _tmp_dir() / f"probe-{payload['k']}.npz"
 
 
-def load_probe(user: User, token: str, *, delete: bool) -> ProbeAnalysis:
+def load_probe(user: AnyUser, token: str, *, delete: bool) -> ProbeAnalysis:
     """The analysis behind a token; with `delete`, the file is removed (used once)."""
     path = _probe_path(user, token)
     try:

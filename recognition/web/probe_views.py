@@ -11,10 +11,11 @@ import base64
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
+from faceweb.http import AuthedRequest
 from gallery.access import access_gallery, writable_galleries
 from gallery.actions.common import ActionError
 from gallery.actions.photos import check_upload, do_upload_photos
@@ -60,7 +61,7 @@ def _data_uri(jpeg: bytes) -> str:
 
 
 def _results(
-    request: HttpRequest, form: FaceSearchForm, analysis: ProbeAnalysis, outcome: SearchOutcome
+    request: AuthedRequest, form: FaceSearchForm, analysis: ProbeAnalysis, outcome: SearchOutcome
 ) -> HttpResponse:
     context = {
         "form": form,
@@ -72,7 +73,7 @@ def _results(
     return render(request, "recognition/search.html", context)
 
 
-def _add_to_gallery(request: HttpRequest, gallery: Gallery, upload: object) -> None:
+def _add_to_gallery(request: AuthedRequest, gallery: Gallery, upload: object) -> None:
     gallery, _ = access_gallery(request.user, gallery.pk, for_write=True)
     try:
         result = do_upload_photos(gallery, [upload], by=request.user)
@@ -87,7 +88,7 @@ def _add_to_gallery(request: HttpRequest, gallery: Gallery, upload: object) -> N
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def search(request: HttpRequest) -> HttpResponse:
+def search(request: AuthedRequest) -> HttpResponse:
     if request.method == "POST" and "token" in request.POST:
         return _pick(request)
     form = FaceSearchForm(request.POST or None, request.FILES or None, user=request.user)
@@ -133,7 +134,7 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(request, "recognition/search.html", context)
 
 
-def _pick(request: HttpRequest) -> HttpResponse:
+def _pick(request: AuthedRequest) -> HttpResponse:
     pick = PickFaceForm(request.POST)
     form = FaceSearchForm(user=request.user)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import (
     BooleanField,
     Exists,
@@ -24,6 +23,7 @@ from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
 
+from gallery.access import AnyUser
 from gallery.models import Face
 from recognition.models import Template
 
@@ -38,11 +38,11 @@ SORTS = {
 SHOWS = ("pending", "reviewed")
 
 
-def is_reviewer(user: AbstractBaseUser | AnonymousUser) -> bool:
+def is_reviewer(user: AnyUser) -> bool:
     return bool(user.is_authenticated and user.is_active and user.is_staff)
 
 
-def access_review_face(user: AbstractBaseUser | AnonymousUser, face_id: int) -> Face:
+def access_review_face(user: AnyUser, face_id: int) -> Face:
     """A rejected face for a reviewer; 404 for anyone else and for faces the filter accepted."""
     if not is_reviewer(user):
         raise Http404("No such face.")

@@ -12,12 +12,13 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from faceweb.http import AuthedRequest
 from gallery.models import Face, Gallery
 from gallery.views._common import paginate
 from gallery.views.media import _file_response
@@ -39,7 +40,7 @@ DECISIONS = {
 
 def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    def wrapper(request: AuthedRequest, *args: object, **kwargs: object) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not is_reviewer(request.user):
@@ -49,7 +50,7 @@ def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     return wrapper
 
 
-def _back(request: HttpRequest) -> str:
+def _back(request: AuthedRequest) -> str:
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
@@ -58,7 +59,7 @@ def _back(request: HttpRequest) -> str:
 
 @require_GET
 @staff_only
-def review_queue(request: HttpRequest) -> HttpResponse:
+def review_queue(request: AuthedRequest) -> HttpResponse:
     filters = QueueFilters.from_query(request.GET.dict())
     page = paginate(request, rejected_faces(filters), PER_PAGE)
     context = {
@@ -76,7 +77,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @staff_only
-def review_decide(request: HttpRequest, face_id: int) -> HttpResponse:
+def review_decide(request: AuthedRequest, face_id: int) -> HttpResponse:
     face = access_review_face(request.user, face_id)
     decision = DECISIONS.get(request.POST.get("decision", ""))
     error = ""
@@ -101,7 +102,7 @@ def review_decide(request: HttpRequest, face_id: int) -> HttpResponse:
 
 @require_POST
 @staff_only
-def review_bulk(request: HttpRequest) -> HttpResponse:
+def review_bulk(request: AuthedRequest) -> HttpResponse:
     decision = DECISIONS.get(request.POST.get("decision", ""))
     ids = [int(v) for v in request.POST.getlist("face") if v.isdigit()]
     faces = list(Face.objects.filter(pk__in=ids, ood_status=Face.Quality.REJECTED))
@@ -117,7 +118,7 @@ def review_bulk(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @staff_only
-def review_image(request: HttpRequest, face_id: int, kind: str) -> HttpResponse:
+def review_image(request: AuthedRequest, face_id: int, kind: str) -> HttpResponse:
     """The face crop or its whole photo, for reviewers who are not members of the gallery."""
     face = access_review_face(request.user, face_id)
     stored = face.crop if kind == "crop" else (face.photo.preview or face.photo.original)
