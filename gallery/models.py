@@ -281,7 +281,13 @@ class PersonMerge(models.Model):
 
     source = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="+")
     target = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="+")
+    # What an undo gives back, recorded by the merge itself: the faces moved to the target, the
+    # suggestions moved to it, the suggestions dropped (the target was already in that photo) and
+    # the "not this person" rows created for the target.
     face_ids = models.JSONField(default=list)
+    suggested_face_ids = models.JSONField(default=list)
+    dropped_suggestion_face_ids = models.JSONField(default=list)
+    not_person_ids = models.JSONField(default=list)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -298,6 +304,25 @@ class PersonMerge(models.Model):
 class FaceEvent(models.Model):
     """Audit log: who changed what about a face or a person, and when."""
 
+    class Action(models.TextChoices):
+        FACE_TAGGED = "face_tagged", "Face tagged"
+        FACE_UNTAGGED = "face_untagged", "Tag removed"
+        FACE_AUTO_TAGGED = "face_auto_tagged", "Face tagged automatically"
+        FACE_SUGGESTED = "face_suggested", "Person suggested"
+        MATCH_CLEARED = "match_cleared", "Automatic tag or suggestion withdrawn"
+        SUGGESTION_CONFIRMED = "suggestion_confirmed", "Suggestion confirmed"
+        SUGGESTION_REJECTED = "suggestion_rejected", "Not this person"
+        FACE_REVIEW_APPROVED = "face_review_approved", "Rejected face approved by a reviewer"
+        FACE_REVIEW_CONFIRMED = "face_review_confirmed", "Rejection confirmed by a reviewer"
+        PERSON_CREATED = "person_created", "Person created"
+        PERSON_RENAMED = "person_renamed", "Person renamed"
+        PERSON_HIDDEN = "person_hidden", "Person hidden"
+        PERSON_SHOWN = "person_shown", "Person shown again"
+        PEOPLE_MERGED = "people_merged", "People merged"
+        MERGE_UNDONE = "merge_undone", "Merge undone"
+        PHOTO_DELETED = "photo_deleted", "Photo deleted"
+        GALLERY_DELETED = "gallery_deleted", "Gallery deleted"
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -307,7 +332,7 @@ class FaceEvent(models.Model):
     person = models.ForeignKey(
         Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
     )
-    action = models.CharField(max_length=40)
+    action = models.CharField(max_length=40, choices=Action.choices)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

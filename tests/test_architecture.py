@@ -116,3 +116,25 @@ def _unguarded_ids(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", VIEW_MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_object_in_a_url_goes_through_an_access_helper(path: Path) -> None:
     assert _unguarded_ids(path) == []
+
+
+ACTION_MODULES = sorted(
+    [*(REPO / "gallery" / "actions").glob("*.py"), *(REPO / "recognition" / "actions").glob("*.py")]
+)
+# do_process_photo runs the models first and writes in one `transaction.atomic()` block: a
+# decorator would hold the photo's rows locked while the networks run.
+NOT_DECORATED = {"do_process_photo"}
+
+
+@pytest.mark.parametrize("path", ACTION_MODULES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_every_action_is_atomic(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    bare = [
+        f.name
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef)
+        and f.name.startswith("do_")
+        and f.name not in NOT_DECORATED
+        and "transaction.atomic" not in {ast.unparse(d) for d in f.decorator_list}
+    ]
+    assert bare == []

@@ -6,6 +6,8 @@ eager); the others build face rows around real embeddings (tests/face_rows.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -90,7 +92,7 @@ def test_it_suggests_the_other_obama_photos_after_one_is_tagged(
 
 
 @pytest.fixture
-def library(alice: User) -> dict[str, object]:
+def library(alice: User) -> dict[str, Any]:
     gallery = Gallery.objects.create(owner=alice, name="Family")
     obama = do_create_person(alice, "Obama", by=alice)
     biden = do_create_person(alice, "Biden", by=alice)
@@ -101,9 +103,7 @@ def library(alice: User) -> dict[str, object]:
     return {"gallery": gallery, "obama": obama, "biden": biden, "anchor": anchor}
 
 
-def test_it_matches_new_faces_against_confirmed_ones(
-    library: dict[str, object], alice: User
-) -> None:
+def test_it_matches_new_faces_against_confirmed_ones(library: dict[str, Any], alice: User) -> None:
     gallery, obama, biden = library["gallery"], library["obama"], library["biden"]
     face = face_in_new_photo(gallery, OBAMA[1])
     other = face_in_new_photo(gallery, BIDEN[1])
@@ -119,7 +119,7 @@ def test_it_matches_new_faces_against_confirmed_ones(
 
 
 def test_it_never_offers_one_person_for_two_faces_of_a_photo(
-    library: dict[str, object],
+    library: dict[str, Any],
 ) -> None:
     photo = make_photo(library["gallery"], "twins.jpg")
     a = make_face(photo, OBAMA[1], left=10)
@@ -135,7 +135,7 @@ def test_it_never_offers_one_person_for_two_faces_of_a_photo(
 
 
 def test_it_confirms_a_suggestion_and_makes_it_a_template(
-    library: dict[str, object], alice: User, django_capture_on_commit_callbacks: object
+    library: dict[str, Any], alice: User, django_capture_on_commit_callbacks: object
 ) -> None:
     face = face_in_new_photo(library["gallery"], OBAMA[1])
     do_match_faces([face])
@@ -149,7 +149,7 @@ def test_it_confirms_a_suggestion_and_makes_it_a_template(
         do_confirm_suggestion(face, by=alice)
 
 
-def test_it_confirms_suggestions_in_bulk(library: dict[str, object], alice: User) -> None:
+def test_it_confirms_suggestions_in_bulk(library: dict[str, Any], alice: User) -> None:
     faces = [face_in_new_photo(library["gallery"], p) for p in OBAMA[1:]]
     do_match_faces(faces)
     confirmed, errors = do_confirm_suggestions(faces, by=alice)
@@ -159,7 +159,7 @@ def test_it_confirms_suggestions_in_bulk(library: dict[str, object], alice: User
 
 
 def test_it_remembers_not_this_person_for_the_face_and_the_pair(
-    library: dict[str, object], alice: User
+    library: dict[str, Any], alice: User
 ) -> None:
     gallery, obama, anchor = library["gallery"], library["obama"], library["anchor"]
     face = face_in_new_photo(gallery, OBAMA[1])
@@ -182,7 +182,7 @@ def test_it_remembers_not_this_person_for_the_face_and_the_pair(
 
 
 def test_it_names_a_group_and_skips_faces_of_one_photo(
-    library: dict[str, object], alice: User
+    library: dict[str, Any], alice: User
 ) -> None:
     gallery = library["gallery"]
     photo = make_photo(gallery, "two.jpg")
@@ -194,7 +194,7 @@ def test_it_names_a_group_and_skips_faces_of_one_photo(
     assert "two faces in one photo" in errors[0][1]
 
 
-def test_it_merges_people_and_undoes_the_merge(library: dict[str, object], alice: User) -> None:
+def test_it_merges_people_and_undoes_the_merge(library: dict[str, Any], alice: User) -> None:
     gallery, obama = library["gallery"], library["obama"]
     dup = do_create_person(alice, "B. Obama", by=alice)
     moved = face_in_new_photo(gallery, OBAMA[1])
@@ -229,7 +229,24 @@ def test_it_merges_people_and_undoes_the_merge(library: dict[str, object], alice
         do_undo_merge(merge, by=alice)
 
 
-def test_it_refuses_to_merge_people_seen_together(library: dict[str, object], alice: User) -> None:
+def test_it_undoes_a_merge_from_the_merge_record_alone(
+    library: dict[str, Any], alice: User
+) -> None:
+    """The audit log is a log: an undo must not depend on reading it back."""
+    gallery, obama = library["gallery"], library["obama"]
+    dup = do_create_person(alice, "B. Obama", by=alice)
+    suggested = face_in_new_photo(gallery, OBAMA[2])
+    Face.objects.filter(pk=suggested.pk).update(suggested_person=dup)
+    rejected = face_in_new_photo(gallery, BIDEN[1])
+    FaceNotPerson.objects.create(face=rejected, person=dup, created_by=alice)
+    merge = do_merge_people(dup, obama, by=alice)
+    FaceEvent.objects.all().delete()
+    do_undo_merge(merge, by=alice)
+    assert _state(suggested)[2] == dup.pk
+    assert not FaceNotPerson.objects.filter(face=rejected, person=obama).exists()
+
+
+def test_it_refuses_to_merge_people_seen_together(library: dict[str, Any], alice: User) -> None:
     photo = make_photo(library["gallery"], "together.jpg")
     a, b = make_face(photo, OBAMA[1], left=10), make_face(photo, BIDEN[1], left=500)
     do_tag_face(a, library["obama"], by=alice)
@@ -238,7 +255,7 @@ def test_it_refuses_to_merge_people_seen_together(library: dict[str, object], al
         do_merge_people(library["biden"], library["obama"], by=alice)
 
 
-def test_it_hides_a_person(library: dict[str, object], alice: User) -> None:
+def test_it_hides_a_person(library: dict[str, Any], alice: User) -> None:
     person: Person = library["biden"]
     do_hide_person(person, by=alice)
     person.refresh_from_db()
@@ -259,7 +276,7 @@ def test_it_rematches_the_library_when_a_face_is_confirmed(
     assert {_pending(f) for f in waiting} == {person.pk}
 
 
-def test_it_keeps_confirmed_tags_when_matching(library: dict[str, object], alice: User) -> None:
+def test_it_keeps_confirmed_tags_when_matching(library: dict[str, Any], alice: User) -> None:
     face = face_in_new_photo(library["gallery"], OBAMA[1])
     do_tag_face(face, library["biden"], by=alice)
     do_match_faces([face])

@@ -21,6 +21,7 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+@transaction.atomic
 def do_create_gallery(
     owner: User, name: str, description: str = "", tags: Iterable[str] = ()
 ) -> Gallery:
@@ -32,6 +33,7 @@ def do_create_gallery(
     )
 
 
+@transaction.atomic
 def do_update_gallery(
     gallery: Gallery,
     *,
@@ -55,6 +57,7 @@ def do_update_gallery(
     return gallery
 
 
+@transaction.atomic
 def do_share_gallery(gallery: Gallery, user: User, role: str) -> GalleryMember:
     if role not in GalleryMember.Role.values:
         raise ActionError(f"Unknown role {role!r}; use viewer or editor.")
@@ -66,10 +69,12 @@ def do_share_gallery(gallery: Gallery, user: User, role: str) -> GalleryMember:
     return member
 
 
+@transaction.atomic
 def do_unshare_gallery(gallery: Gallery, user: User) -> None:
     GalleryMember.objects.filter(gallery=gallery, user=user).delete()
 
 
+@transaction.atomic
 def do_delete_gallery(gallery: Gallery, by: User) -> None:
     """Delete a gallery with its photos and faces; files go once the deletion is committed."""
     photos = Photo.objects.filter(gallery=gallery)
@@ -85,7 +90,9 @@ def do_delete_gallery(gallery: Gallery, by: User) -> None:
         if name
     ]
     FaceEvent.objects.create(
-        user=by, action="gallery_deleted", data={"gallery": gallery.pk, "name": gallery.name}
+        user=by,
+        action=FaceEvent.Action.GALLERY_DELETED,
+        data={"gallery": gallery.pk, "name": gallery.name},
     )
     gallery.delete()
 

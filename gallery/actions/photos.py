@@ -78,6 +78,7 @@ def check_upload(upload: UploadedFile) -> str:
     return Image.MIME.get(fmt, "application/octet-stream")
 
 
+@transaction.atomic
 def do_upload_photos(gallery: Gallery, files: Iterable[UploadedFile], by: User) -> UploadResult:
     """Store each acceptable file as a queued photo and enqueue it after commit.
 
@@ -129,6 +130,7 @@ def do_upload_photos(gallery: Gallery, files: Iterable[UploadedFile], by: User) 
     return result
 
 
+@transaction.atomic
 def do_requeue_photo(photo: Photo) -> bool:
     """Put a photo (back) in the queue; a queued photo whose message was lost is sent again.
 
@@ -142,6 +144,7 @@ def do_requeue_photo(photo: Photo) -> bool:
     return bool(updated)
 
 
+@transaction.atomic
 def do_claim_photo(photo_id: int) -> Photo | None:
     """Claim a queued photo for processing; None when it is gone or not queued (another worker
     claimed it, or it finished): a duplicate message then does nothing."""
@@ -156,6 +159,7 @@ def do_claim_photo(photo_id: int) -> Photo | None:
     return Photo.objects.filter(pk=photo_id).select_related("gallery").first()
 
 
+@transaction.atomic
 def do_release_photo(photo_id: int) -> None:
     """A transient failure (the database went away): back to the queue for the task's retry."""
     Photo.objects.filter(pk=photo_id, status=Photo.Status.PROCESSING).update(
@@ -163,6 +167,7 @@ def do_release_photo(photo_id: int) -> None:
     )
 
 
+@transaction.atomic
 def do_finish_photo(photo: Photo, width: int, height: int, taken_at: datetime | None) -> None:
     """Processing succeeded. Caller holds the transaction that stored the photo's faces."""
     photo.width, photo.height = width, height
@@ -184,6 +189,7 @@ def do_finish_photo(photo: Photo, width: int, height: int, taken_at: datetime | 
     )
 
 
+@transaction.atomic
 def do_fail_photo(photo: Photo, error: str) -> None:
     """Processing failed for good; `error` is shown to the user."""
     photo.status = Photo.Status.FAILED
@@ -192,13 +198,16 @@ def do_fail_photo(photo: Photo, error: str) -> None:
     photo.save(update_fields=["status", "error", "processed_at"])
 
 
+@transaction.atomic
 def do_delete_photo(photo: Photo, by: User) -> None:
     """Delete a photo with its faces (and their templates); files go once the delete commits."""
     face_ids = list(photo.faces.values_list("pk", flat=True))
     names = [photo.original.name, photo.thumbnail.name, photo.preview.name]
     names += [name for name in photo.faces.values_list("crop", flat=True) if name]
     FaceEvent.objects.create(
-        user=by, action="photo_deleted", data={"photo": photo.pk, "name": photo.original_name}
+        user=by,
+        action=FaceEvent.Action.PHOTO_DELETED,
+        data={"photo": photo.pk, "name": photo.original_name},
     )
     photo.delete()
     sync_face_templates(face_ids)

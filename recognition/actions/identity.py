@@ -47,6 +47,7 @@ def check_person_for_face(face: Face, person: Person) -> None:
         )
 
 
+@transaction.atomic
 def do_tag_face(face: Face, person: Person, by: User) -> Face:
     """Confirm `person` for `face` (caller checked write access to the face's gallery)."""
     tagged, errors = do_tag_faces([face], person, by)
@@ -55,6 +56,7 @@ def do_tag_face(face: Face, person: Person, by: User) -> Face:
     return tagged[0]
 
 
+@transaction.atomic
 def do_untag_face(face: Face, by: User) -> Face:
 
     previous = face.person
@@ -70,7 +72,7 @@ def do_untag_face(face: Face, by: User) -> Face:
         user=by,
         face=face,
         person=previous,
-        action="face_untagged",
+        action=FaceEvent.Action.FACE_UNTAGGED,
         data={"previous_person": previous.pk if previous else None},
     )
     sync_face_templates([face.pk])
@@ -116,12 +118,12 @@ def _withdraw_guesses(face: Face, person: Person, by: User) -> None:
             user=by,
             face=other,
             person=person,
-            action="match_cleared",
+            action=FaceEvent.Action.MATCH_CLEARED,
             data={"reason": f"{person.name} was confirmed on face {face.pk} of the same photo"},
         )
 
 
-def _confirm(face: Face, person: Person, by: User, action: str) -> None:
+def _confirm(face: Face, person: Person, by: User, action: FaceEvent.Action) -> None:
     """Caller holds a transaction and has called _lock_and_refresh(face)."""
     _withdraw_guesses(face, person, by)
     check_person_for_face(face, person)
@@ -143,6 +145,7 @@ def _confirm(face: Face, person: Person, by: User, action: str) -> None:
     )
 
 
+@transaction.atomic
 def do_confirm_suggestion(face: Face, by: User) -> Face:
     """Confirm the automatic tag or the suggestion of `face` (caller checked write access)."""
     confirmed, errors = do_confirm_suggestions([face], by)
@@ -152,7 +155,10 @@ def do_confirm_suggestion(face: Face, by: User) -> Face:
 
 
 def _confirm_each(
-    faces: Iterable[Face], by: User, action: str, choose: Callable[[Face], Person]
+    faces: Iterable[Face],
+    by: User,
+    action: FaceEvent.Action,
+    choose: Callable[[Face], Person],
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
     """Confirm `choose(face)` for each face in its own transaction; refusals come back with why.
 
@@ -176,6 +182,7 @@ def _confirm_each(
     return done, errors
 
 
+@transaction.atomic
 def do_confirm_suggestions(
     faces: Iterable[Face], by: User
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
@@ -187,9 +194,10 @@ def do_confirm_suggestions(
             raise ActionError("This face has no suggestion to confirm.")
         return person
 
-    return _confirm_each(faces, by, "suggestion_confirmed", suggested)
+    return _confirm_each(faces, by, FaceEvent.Action.SUGGESTION_CONFIRMED, suggested)
 
 
+@transaction.atomic
 def do_tag_faces(
     faces: Iterable[Face], person: Person, by: User
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
@@ -198,9 +206,10 @@ def do_tag_faces(
     Faces that would give `person` twice in one photo are skipped with the reason; the others
     are confirmed.
     """
-    return _confirm_each(faces, by, "face_tagged", lambda _face: person)
+    return _confirm_each(faces, by, FaceEvent.Action.FACE_TAGGED, lambda _face: person)
 
 
+@transaction.atomic
 def do_reject_suggestion(face: Face, by: User) -> Face:
     """ "Not this person": remember it, drop the tag or suggestion, and match the face again.
 
@@ -214,6 +223,7 @@ def do_reject_suggestion(face: Face, by: User) -> Face:
     return rejected[0]
 
 
+@transaction.atomic
 def do_reject_suggestions(
     faces: Iterable[Face], by: User
 ) -> tuple[list[Face], list[tuple[Face, str]]]:
@@ -247,7 +257,7 @@ def do_reject_suggestions(
                 user=by,
                 face=face,
                 person=person,
-                action="suggestion_rejected",
+                action=FaceEvent.Action.SUGGESTION_REJECTED,
                 data={"was": state or "unknown", "via_face": via},
             )
         if state == Face.Assignment.CONFIRMED:
@@ -283,6 +293,7 @@ def check_merge(source: Person, target: Person) -> None:
         )
 
 
+@transaction.atomic
 def do_merge_people(source: Person, target: Person, by: User) -> PersonMerge:
     """Move every face of `source` to `target` and log it so `do_undo_merge` can reverse it.
 
@@ -290,49 +301,47 @@ def do_merge_people(source: Person, target: Person, by: User) -> PersonMerge:
     "not `target`" (recorded, so an undo removes exactly those).
     """
 
-    with transaction.atomic():
-        source = Person.objects.select_for_update().get(pk=source.pk)
-        target = Person.objects.select_for_update().get(pk=target.pk)
-        check_merge(source, target)
-        moved = list(Face.objects.filter(person=source).values_list("pk", flat=True))
-        target_photos = Face.objects.filter(person=target).values("photo_id")
-        suggested_qs = Face.objects.filter(suggested_person=source)
-        # A suggestion in a photo where the target is already tagged could never be confirmed.
-        dropped = list(suggested_qs.filter(photo_id__in=target_photos).values_list("pk", flat=True))
-        suggested = list(suggested_qs.exclude(pk__in=dropped).values_list("pk", flat=True))
-        Face.objects.filter(pk__in=moved).update(person=target)
-        Face.objects.filter(pk__in=suggested).update(suggested_person=target)
-        Face.objects.filter(pk__in=dropped).update(suggested_person=None)
-        already = set(FaceNotPerson.objects.filter(person=target).values_list("face_id", flat=True))
-        created = [
-            FaceNotPerson.objects.create(
-                face_id=row.face_id, person=target, via_face_id=row.via_face_id, created_by=by
-            ).pk
-            for row in FaceNotPerson.objects.filter(person=source).exclude(face_id__in=already)
-        ]
-        source.merged_into = target
-        source.save(update_fields=["merged_into", "updated_at"])
-        merge = PersonMerge.objects.create(
-            source=source, target=target, face_ids=moved, created_by=by
-        )
-        FaceEvent.objects.create(
-            user=by,
-            person=target,
-            action="people_merged",
-            data={
-                "merge": merge.pk,
-                "source": source.pk,
-                "source_name": source.name,
-                "faces": moved,
-                "suggested": suggested,
-                "dropped_suggestions": dropped,
-                "not_person_rows": created,
-            },
-        )
+    source = Person.objects.select_for_update().get(pk=source.pk)
+    target = Person.objects.select_for_update().get(pk=target.pk)
+    check_merge(source, target)
+    moved = list(Face.objects.filter(person=source).values_list("pk", flat=True))
+    target_photos = Face.objects.filter(person=target).values("photo_id")
+    suggested_qs = Face.objects.filter(suggested_person=source)
+    # A suggestion in a photo where the target is already tagged could never be confirmed.
+    dropped = list(suggested_qs.filter(photo_id__in=target_photos).values_list("pk", flat=True))
+    suggested = list(suggested_qs.exclude(pk__in=dropped).values_list("pk", flat=True))
+    Face.objects.filter(pk__in=moved).update(person=target)
+    Face.objects.filter(pk__in=suggested).update(suggested_person=target)
+    Face.objects.filter(pk__in=dropped).update(suggested_person=None)
+    already = set(FaceNotPerson.objects.filter(person=target).values_list("face_id", flat=True))
+    created = [
+        FaceNotPerson.objects.create(
+            face_id=row.face_id, person=target, via_face_id=row.via_face_id, created_by=by
+        ).pk
+        for row in FaceNotPerson.objects.filter(person=source).exclude(face_id__in=already)
+    ]
+    source.merged_into = target
+    source.save(update_fields=["merged_into", "updated_at"])
+    merge = PersonMerge.objects.create(
+        source=source,
+        target=target,
+        face_ids=moved,
+        suggested_face_ids=suggested,
+        dropped_suggestion_face_ids=dropped,
+        not_person_ids=created,
+        created_by=by,
+    )
+    FaceEvent.objects.create(
+        user=by,
+        person=target,
+        action=FaceEvent.Action.PEOPLE_MERGED,
+        data={"merge": merge.pk, "source": source.pk, "source_name": source.name},
+    )
     sync_face_templates(moved)
     return merge
 
 
+@transaction.atomic
 def do_undo_merge(merge: PersonMerge, by: User) -> Person:
     """Give the merged person back their faces, suggestions and "not this person" decisions.
 
@@ -340,46 +349,39 @@ def do_undo_merge(merge: PersonMerge, by: User) -> Person:
     undone first.
     """
 
-    with transaction.atomic():
-        merge = PersonMerge.objects.select_for_update().get(pk=merge.pk)
-        if merge.undone_at is not None:
-            raise ActionError("This merge was already undone.")
-        source = Person.objects.select_for_update().get(pk=merge.source_id)
-        target = Person.objects.select_for_update().get(pk=merge.target_id)
-        if source.merged_into_id != target.pk:
-            raise ActionError(f"{source.name} is no longer merged into {target.name}.")
-        later = PersonMerge.objects.filter(
-            source=target, undone_at__isnull=True, created_at__gte=merge.created_at
-        ).first()
-        if later is not None:
-            raise ActionError(
-                f"{target.name} was merged into someone else afterwards; undo that merge first."
-            )
-        event = (
-            FaceEvent.objects.filter(action="people_merged", data__merge=merge.pk)
-            .order_by("id")
-            .first()
+    merge = PersonMerge.objects.select_for_update().get(pk=merge.pk)
+    if merge.undone_at is not None:
+        raise ActionError("This merge was already undone.")
+    source = Person.objects.select_for_update().get(pk=merge.source_id)
+    target = Person.objects.select_for_update().get(pk=merge.target_id)
+    if source.merged_into_id != target.pk:
+        raise ActionError(f"{source.name} is no longer merged into {target.name}.")
+    later = PersonMerge.objects.filter(
+        source=target, undone_at__isnull=True, created_at__gte=merge.created_at
+    ).first()
+    if later is not None:
+        raise ActionError(
+            f"{target.name} was merged into someone else afterwards; undo that merge first."
         )
-        data = event.data if event is not None else {}
-        back = list(
-            Face.objects.filter(pk__in=merge.face_ids, person=target).values_list("pk", flat=True)
-        )
-        Face.objects.filter(pk__in=back).update(person=source)
-        Face.objects.filter(pk__in=data.get("suggested", []), suggested_person=target).update(
-            suggested_person=source
-        )
-        FaceNotPerson.objects.filter(pk__in=data.get("not_person_rows", [])).delete()
-        source.merged_into = None
-        source.save(update_fields=["merged_into", "updated_at"])
-        merge.undone_by = by
-        merge.undone_at = timezone.now()
-        merge.save(update_fields=["undone_by", "undone_at"])
-        FaceEvent.objects.create(
-            user=by,
-            person=source,
-            action="merge_undone",
-            data={"merge": merge.pk, "target": target.pk, "faces": back},
-        )
+    back = list(
+        Face.objects.filter(pk__in=merge.face_ids, person=target).values_list("pk", flat=True)
+    )
+    Face.objects.filter(pk__in=back).update(person=source)
+    Face.objects.filter(pk__in=merge.suggested_face_ids, suggested_person=target).update(
+        suggested_person=source
+    )
+    FaceNotPerson.objects.filter(pk__in=merge.not_person_ids).delete()
+    source.merged_into = None
+    source.save(update_fields=["merged_into", "updated_at"])
+    merge.undone_by = by
+    merge.undone_at = timezone.now()
+    merge.save(update_fields=["undone_by", "undone_at"])
+    FaceEvent.objects.create(
+        user=by,
+        person=source,
+        action=FaceEvent.Action.MERGE_UNDONE,
+        data={"merge": merge.pk, "target": target.pk, "faces": back},
+    )
     sync_face_templates(back)
     return source
 
@@ -498,6 +500,7 @@ def _target_state(match: matching.FaceMatch) -> tuple[int | None, str, int | Non
     return None, Face.Assignment.NONE, None, None
 
 
+@transaction.atomic
 def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
     """Match trusted faces to their library's people and store the outcome.
 
@@ -602,11 +605,11 @@ def _store_matches(photo_ids: set[int], decided: dict[int, matching.FaceMatch]) 
             )
             match = decided[face.pk]
             if person is not None:
-                action = "face_auto_tagged"
+                action = FaceEvent.Action.FACE_AUTO_TAGGED
             elif suggested is not None:
-                action = "face_suggested"
+                action = FaceEvent.Action.FACE_SUGGESTED
             else:
-                action = "match_cleared"
+                action = FaceEvent.Action.MATCH_CLEARED
             events.append(
                 FaceEvent(
                     user=None,
@@ -624,6 +627,7 @@ def _store_matches(photo_ids: set[int], decided: dict[int, matching.FaceMatch]) 
         FaceEvent.objects.bulk_create(events)
 
 
+@transaction.atomic
 def do_rematch_near_faces(face_ids: Iterable[int]) -> int:
     """Re-match the unconfirmed trusted faces of the same library near newly confirmed faces.
 

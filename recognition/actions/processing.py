@@ -36,7 +36,9 @@ from recognition.runtime import rules as ood_rules
 logger = logging.getLogger(__name__)
 
 
-def _face_row(photo: Photo, analysed: AnalysedFace, embedder_version: str) -> Face:
+def _face_row(
+    photo: Photo, analysed: AnalysedFace, verdict: ood.OodVerdict, embedder_version: str
+) -> Face:
     det = analysed.detection
     return Face(
         photo=photo,
@@ -49,14 +51,21 @@ def _face_row(photo: Photo, analysed: AnalysedFace, embedder_version: str) -> Fa
         too_small=det.too_small,
         embedding=analysed.embedding.astype("float32").tolist(),
         embedder_version=embedder_version,
+        quality=verdict.quality,
+        ood_status=Face.Quality.REJECTED if verdict.rejected else Face.Quality.ACCEPTED,
+        ood_score=verdict.score,
+        ood_reasons=verdict.reasons,
+        ood_model_version=verdict.model_version,
     )
 
 
 def do_process_photo(photo: Photo) -> list[Face]:
-    """Decode, make thumbnails, detect, align, embed, store faces; then assess and match them.
+    """Decode, make thumbnails, detect, align, embed and assess a photo's faces, then store them
+    and match them in one transaction.
 
-    Caller has claimed the photo (status PROCESSING). Bad input ends in status FAILED with a
-    readable error; the stored original is never touched.
+    Caller has claimed the photo (status PROCESSING). The models run before the transaction
+    opens, so no row lock waits on them. Bad input ends in status FAILED with a readable error;
+    the stored original is never touched.
     """
     try:
         decoded = decode_image(
@@ -68,6 +77,7 @@ def do_process_photo(photo: Photo) -> list[Face]:
 
     model = embedder()
     analysed, _times = analyse_image(decoded.rgb, detector_config(), model)
+    verdicts = _assess(analysed, model.version)
 
     thumb = jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_THUMBNAIL_SIDE)
     preview = jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_PREVIEW_SIDE)
@@ -77,7 +87,9 @@ def do_process_photo(photo: Photo) -> list[Face]:
 
     with transaction.atomic():
         old_faces = list(Face.objects.select_for_update().filter(photo=photo))
-        new_faces = [_face_row(photo, a, model.version) for a in analysed]
+        new_faces = [
+            _face_row(photo, a, v, model.version) for a, v in zip(analysed, verdicts, strict=True)
+        ]
         carry_over(old_faces, new_faces)
         for face in new_faces:
             crop = crop_with_margin(decoded.rgb, face.left, face.top, face.width, face.height)
@@ -88,40 +100,28 @@ def do_process_photo(photo: Photo) -> list[Face]:
         Face.objects.bulk_create(new_faces)
         carry_not_persons(new_faces, not_persons)
         do_finish_photo(photo, decoded.width, decoded.height, decoded.taken_at)
+        # Tags carried over on reprocessing need their templates back (or gone, if now
+        # rejected); matching decides every face of the photo again: trusted faces get their
+        # match, and an automatic tag carried onto a face no longer trusted is withdrawn (a
+        # reviewer's earlier decision, carried over too, outranks the new verdict).
+        sync_face_templates([f.pk for f in new_faces])
+        if new_faces:
+            do_match_faces(new_faces)
         transaction.on_commit(lambda: delete_stored_files(old_files + old_crops))
-
-    _assess_and_match(new_faces, [a.chip for a in analysed])
     return new_faces
 
 
-def _assess_and_match(faces: Sequence[Face], chips: Sequence[np.ndarray]) -> None:
-    """Score every new face, store the verdict and its reasons, then match them.
-
-    Matching decides every face of the photo again: trusted faces get their match, and an
-    automatic tag carried over onto a face that is no longer trusted is withdrawn. A reviewer's
-    earlier decision (carried over on reprocessing) outranks the new verdict (Face.is_trusted).
-    """
-    if not faces:
-        return
-    verdicts = ood.assess(
-        np.stack(list(chips)),
-        [min(f.width, f.height) for f in faces],
-        [f.landmarks for f in faces],
-        [f.det_score for f in faces],
-        np.stack([np.asarray(f.embedding, dtype=np.float32) for f in faces]),
+def _assess(analysed: Sequence[AnalysedFace], embedder_version: str) -> list[ood.OodVerdict]:
+    """The out-of-distribution filter's verdict (with its reasons) on each face."""
+    if not analysed:
+        return []
+    return ood.assess(
+        np.stack([a.chip for a in analysed]),
+        [min(a.detection.width, a.detection.height) for a in analysed],
+        [a.detection.landmarks for a in analysed],
+        [a.detection.score for a in analysed],
+        np.stack([np.asarray(a.embedding, dtype=np.float32) for a in analysed]),
         ood.get_model(),
         ood_rules(),
-        faces[0].embedder_version,
+        embedder_version,
     )
-    for face, verdict in zip(faces, verdicts, strict=True):
-        face.quality = verdict.quality
-        face.ood_status = Face.Quality.REJECTED if verdict.rejected else Face.Quality.ACCEPTED
-        face.ood_score = verdict.score
-        face.ood_reasons = verdict.reasons
-        face.ood_model_version = verdict.model_version
-    Face.objects.bulk_update(
-        faces, ["quality", "ood_status", "ood_score", "ood_reasons", "ood_model_version"]
-    )
-    # Tags carried over on reprocessing need their templates back (or gone, if now rejected).
-    sync_face_templates([f.pk for f in faces])
-    do_match_faces(list(faces))

@@ -15,6 +15,7 @@ from recognition.index.enrolment import sync_face_templates
 from recognition.models import ReviewDecision
 
 
+@transaction.atomic
 def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face]:
     """A reviewer approves rejected faces or confirms their rejection; returns the changed faces.
 
@@ -32,48 +33,51 @@ def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face
     status = Face.Review.APPROVED if approve else Face.Review.CONFIRMED
     ids = sorted({f.pk for f in faces})
     now = timezone.now()
-    with transaction.atomic():
-        changed = list(
-            Face.objects.select_for_update()
-            .filter(pk__in=ids, ood_status=Face.Quality.REJECTED)
-            .exclude(review_status=status)
-            .order_by("pk")
+    changed = list(
+        Face.objects.select_for_update()
+        .filter(pk__in=ids, ood_status=Face.Quality.REJECTED)
+        .exclude(review_status=status)
+        .order_by("pk")
+    )
+    previous = {face.pk: face.review_status for face in changed}
+    for face in changed:
+        face.review_status = status
+        face.reviewed_by = by
+        face.reviewed_at = now
+        face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
+    ReviewDecision.objects.bulk_create(
+        ReviewDecision(
+            face=face,
+            reviewer=by,
+            decision=decision,
+            ood_score=face.ood_score,
+            reasons=face.ood_reasons,
         )
-        previous = {face.pk: face.review_status for face in changed}
-        for face in changed:
-            face.review_status = status
-            face.reviewed_by = by
-            face.reviewed_at = now
-            face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
-        ReviewDecision.objects.bulk_create(
-            ReviewDecision(
-                face=face,
-                reviewer=by,
-                decision=decision,
-                ood_score=face.ood_score,
-                reasons=face.ood_reasons,
-            )
-            for face in changed
+        for face in changed
+    )
+    FaceEvent.objects.bulk_create(
+        FaceEvent(
+            user=by,
+            face=face,
+            person=face.person,
+            action=(
+                FaceEvent.Action.FACE_REVIEW_APPROVED
+                if approve
+                else FaceEvent.Action.FACE_REVIEW_CONFIRMED
+            ),
+            data={
+                "ood_score": face.ood_score,
+                "reasons": face.ood_reasons,
+                "previous_review": previous[face.pk],
+            },
         )
-        FaceEvent.objects.bulk_create(
-            FaceEvent(
-                user=by,
-                face=face,
-                person=face.person,
-                action="face_review_approved" if approve else "face_review_confirmed",
-                data={
-                    "ood_score": face.ood_score,
-                    "reasons": face.ood_reasons,
-                    "previous_review": previous[face.pk],
-                },
-            )
-            for face in changed
-        )
-        changed_ids = [f.pk for f in changed]
-        sync_face_templates(changed_ids)
-        confirmed = [f.pk for f in changed if approve and f.assignment == Face.Assignment.CONFIRMED]
-        if confirmed:
-            enqueue_on_commit(REMATCH_NEAR_FACES, confirmed)
+        for face in changed
+    )
+    changed_ids = [f.pk for f in changed]
+    sync_face_templates(changed_ids)
+    confirmed = [f.pk for f in changed if approve and f.assignment == Face.Assignment.CONFIRMED]
+    if confirmed:
+        enqueue_on_commit(REMATCH_NEAR_FACES, confirmed)
     if changed:
         # Approved faces get their match; confirmed rejections drop an automatic tag.
         do_match_faces(changed)
