@@ -16,6 +16,7 @@ from recognition.core.staged import SearchParams, SearchStats, staged_rank
 from recognition.index.bases import active_basis
 from recognition.index.enrolment import sync_face_templates
 from recognition.index.search import TemplateTable, match_faces, search_people, vector_literal
+from recognition.models import ProjectionBasis
 from tests.lfw_embeddings import lfw_embeddings
 from tests.search_fixtures import (
     VERSION,
@@ -268,6 +269,8 @@ def test_it_searches_with_no_templates_and_no_basis_yet(gallery: Gallery) -> Non
     query = lfw_embeddings().vectors[0]
     result = search_people(query, gallery_ids=[gallery.pk], embedder_version=VERSION)
     assert result.candidates == []
+    # A search never writes: it does not fit and store a first basis either.
+    assert not ProjectionBasis.objects.exists()
 
 
 def test_it_accepts_the_same_person_and_refuses_strangers_at_the_thresholds(

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from gallery.actions.common import ActionError, clean_display_name
+from gallery.actions.common import ActionError, clean_text
 from gallery.actions.photos import delete_stored_files
 from gallery.models import Face, FaceEvent, Gallery, GalleryMember, Photo
 
@@ -15,8 +15,8 @@ from gallery.models import Face, FaceEvent, Gallery, GalleryMember, Photo
 def _clean_tags(tags: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for tag in tags:
-        value = clean_display_name(tag, limit=50).strip().lower()
-        if value and value != "unnamed":
+        value = clean_text(tag, limit=50).lower()
+        if value:
             seen.setdefault(value, None)
     return list(seen)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from gallery.actions.common import ActionError, clean_display_name
+from gallery.actions.common import ActionError, clean_text
 from gallery.models import FaceEvent, Person
 
 
 @transaction.atomic
 def do_create_person(owner: User, name: str, by: User) -> Person:
-    name = clean_display_name(name, limit=200) if name.strip() else ""
+    name = clean_text(name, limit=200)
     if not name:
         raise ActionError("A person needs a name.")
     person = Person.objects.create(owner=owner, name=name)
@@ -36,7 +36,7 @@ def do_get_or_create_person(owner: User, name: str, by: User) -> Person:
 
 @transaction.atomic
 def do_rename_person(person: Person, name: str, by: User) -> Person:
-    cleaned = clean_display_name(name, limit=200) if name.strip() else ""
+    cleaned = clean_text(name, limit=200)
     if not cleaned:
         raise ActionError("A person needs a name.")
     previous = person.name

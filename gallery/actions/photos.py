@@ -22,7 +22,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from faceweb.queue import PROCESS_PHOTO, enqueue_on_commit
-from gallery.actions.common import ActionError, clean_display_name
+from gallery.actions.common import ActionError, clean_file_name
 from gallery.models import FaceEvent, Gallery, Photo, UploadBatch
 from recognition.core.images import bomb_message
 from recognition.index.enrolment import sync_face_templates
@@ -93,7 +93,7 @@ def do_upload_photos(gallery: Gallery, files: Iterable[UploadedFile], by: User) 
     batch = UploadBatch.objects.create(gallery=gallery, created_by=by)
     result = UploadResult(batch=batch)
     for upload in files:
-        name = clean_display_name(upload.name or "")
+        name = clean_file_name(upload.name or "")
         try:
             content_type = check_upload(upload)
             sha = _sha256(upload)

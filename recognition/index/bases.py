@@ -126,11 +126,16 @@ def basis_rows(embedder_version: str) -> tuple[tuple[int, int, bool], ...]:
 def search_bases(
     embedder_version: str, rows: tuple[tuple[int, int, bool], ...] | None = None
 ) -> list[tuple[int, Basis]]:
-    """The bases a search must cover: the active one, then pending refits (queried last)."""
+    """The bases a search must cover: the active one, then pending refits (queried last).
+
+    Read-only: with no basis yet there are no templates either (the first template creates the
+    first basis, `active_basis`), so a search of an empty library covers nothing and writes
+    nothing.
+    """
     rows = basis_rows(embedder_version) if rows is None else rows
     active = [(pk, version) for pk, version, is_active in rows if is_active]
     if not active:
-        return [active_basis(embedder_version)]
+        return []
     active_pk, active_version = active[0]
     pending = [pk for pk, version, is_active in rows if not is_active and version > active_version]
     return [(pk, _load_basis(pk)) for pk in [active_pk, *pending]]
