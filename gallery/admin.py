@@ -1,11 +1,25 @@
-"""Admin for the gallery models: read-mostly views for support, with raw id fields for FKs."""
+"""Admin for the gallery models: a support tool that looks, and changes only through actions.
+
+Identity and status columns (who a face is, whether it is trusted, where a photo stands) are
+read-only here: their writers are the action modules, which keep templates, the audit log and the
+matcher in step. Changes an operator may make go through admin actions and `save_model` /
+`delete_model` hooks that call the same `do_*` functions as the site.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.db.models import Count, QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 
+from faceweb.http import AuthedRequest
+from gallery.actions.galleries import do_delete_gallery, do_update_gallery
+from gallery.actions.people import do_create_person, do_hide_person, do_rename_person
+from gallery.actions.photos import do_delete_photo, do_requeue_photo
 from gallery.models import (
     Face,
     FaceEvent,
@@ -17,13 +31,21 @@ from gallery.models import (
     Photo,
     UploadBatch,
 )
-from recognition.admin import approve_rejected_faces, confirm_face_rejection
+from recognition.actions.identity import do_untag_face
+from recognition.admin import ReadOnlyAdmin, approve_rejected_faces, confirm_face_rejection
 
 
 class GalleryMemberInline(admin.TabularInline):
+    """Who a gallery is shared with; sharing itself happens on the gallery's page."""
+
     model = GalleryMember
     raw_id_fields = ["user"]
     extra = 0
+    can_delete = False
+    readonly_fields = ["user", "role", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Gallery)
@@ -31,9 +53,13 @@ class GalleryAdmin(admin.ModelAdmin):
     list_display = ["name", "owner", "photo_count", "tags", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["name", "description", "owner__username"]
-    raw_id_fields = ["owner"]
+    fields = ["name", "description", "tags", "owner", "created_at", "updated_at"]
+    readonly_fields = ["owner", "created_at", "updated_at"]
     date_hierarchy = "created_at"
     inlines = [GalleryMemberInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a gallery belongs to a user: they create it on the site
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Gallery]:
         return (
@@ -42,23 +68,36 @@ class GalleryAdmin(admin.ModelAdmin):
 
     @admin.display(description="photos", ordering="_photos")
     def photo_count(self, obj: Gallery) -> int:
-        return obj._photos  # type: ignore[attr-defined]
+        return int(obj._photos)  # type: ignore[attr-defined]
+
+    def save_model(
+        self, request: HttpRequest, obj: Gallery, form: ModelForm[Gallery], change: bool
+    ) -> None:
+        data = form.cleaned_data
+        do_update_gallery(
+            obj, name=data["name"], description=data["description"], tags=data["tags"]
+        )
+
+    def delete_model(self, request: AuthedRequest, obj: Gallery) -> None:  # type: ignore[override]
+        do_delete_gallery(obj, by=request.user)
+
+    def delete_queryset(self, request: AuthedRequest, queryset: QuerySet[Gallery]) -> None:  # type: ignore[override]
+        for gallery in queryset:
+            do_delete_gallery(gallery, by=request.user)
 
 
 @admin.register(GalleryMember)
-class GalleryMemberAdmin(admin.ModelAdmin):
+class GalleryMemberAdmin(ReadOnlyAdmin):
     list_display = ["gallery", "user", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["gallery__name", "user__username"]
-    raw_id_fields = ["gallery", "user"]
     list_select_related = ["gallery", "user"]
 
 
 @admin.register(UploadBatch)
-class UploadBatchAdmin(admin.ModelAdmin):
+class UploadBatchAdmin(ReadOnlyAdmin):
     list_display = ["id", "gallery", "created_by", "created_at", "rejected_count"]
     search_fields = ["gallery__name", "created_by__username"]
-    raw_id_fields = ["gallery", "created_by"]
     list_select_related = ["gallery", "created_by"]
     date_hierarchy = "created_at"
 
@@ -67,8 +106,19 @@ class UploadBatchAdmin(admin.ModelAdmin):
         return len(obj.rejected or [])
 
 
+@admin.action(description="Process the selected photos again")
+def process_again(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Photo]
+) -> None:
+    queued = sum(do_requeue_photo(photo) for photo in queryset)
+    modeladmin.message_user(request, f"{queued} photo(s) queued for processing.", messages.SUCCESS)
+
+
 @admin.register(Photo)
-class PhotoAdmin(admin.ModelAdmin):
+class PhotoAdmin(ReadOnlyAdmin):
+    """Photos arrive by upload and change state in processing; here they are processed again or
+    deleted (with their faces, templates and files)."""
+
     list_display = [
         "id",
         "original_name",
@@ -81,29 +131,73 @@ class PhotoAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "content_type", "created_at"]
     search_fields = ["original_name", "sha256", "gallery__name", "error"]
-    raw_id_fields = ["gallery", "batch", "uploaded_by"]
     list_select_related = ["gallery"]
-    readonly_fields = [
-        "sha256",
-        "size_bytes",
-        "created_at",
-        "processing_started_at",
-        "processed_at",
-    ]
     date_hierarchy = "created_at"
+    actions = [process_again]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request: AuthedRequest, obj: Photo) -> None:  # type: ignore[override]
+        do_delete_photo(obj, by=request.user)
+
+    def delete_queryset(self, request: AuthedRequest, queryset: QuerySet[Photo]) -> None:  # type: ignore[override]
+        for photo in queryset:
+            do_delete_photo(photo, by=request.user)
 
 
 @admin.register(Person)
 class PersonAdmin(admin.ModelAdmin):
+    """Name and visibility are edited through the same actions as on the site (logged); which
+    faces a person has, and merges, are the site's."""
+
     list_display = ["name", "owner", "hidden", "merged_into", "created_at"]
     list_filter = ["hidden", "created_at"]
     search_fields = ["name", "owner__username"]
-    raw_id_fields = ["owner", "merged_into"]
+    raw_id_fields = ["owner"]
+    fields = ["name", "hidden", "owner", "merged_into", "created_at", "updated_at"]
     list_select_related = ["owner", "merged_into"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Person | None = None) -> list[str]:
+        fixed = ["merged_into", "created_at", "updated_at"]
+        return fixed if obj is None else ["owner", *fixed]
+
+    def save_model(  # type: ignore[override]
+        self, request: AuthedRequest, obj: Person, form: ModelForm[Person], change: bool
+    ) -> None:
+        data = form.cleaned_data
+        if not change:
+            created = do_create_person(data["owner"], data["name"], by=request.user)
+            obj.pk = created.pk
+            if data["hidden"]:
+                do_hide_person(created, by=request.user)
+            return
+        current = Person.objects.get(pk=obj.pk)
+        if data["name"] != current.name:
+            do_rename_person(current, data["name"], by=request.user)
+        if data["hidden"] != current.hidden:
+            do_hide_person(current, by=request.user, hidden=data["hidden"])
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # merges (reversible) are the way to remove a duplicate
+
+
+@admin.action(description="Remove the tag of the selected faces")
+def untag_faces(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Face]
+) -> None:
+    assert isinstance(request.user, User)  # the admin requires a staff account
+    tagged = [face for face in queryset.select_related("photo__gallery") if face.person_id]
+    for face in tagged:
+        do_untag_face(face, by=request.user)
+    modeladmin.message_user(request, f"Removed the tag of {len(tagged)} face(s).", messages.SUCCESS)
 
 
 @admin.register(Face)
-class FaceAdmin(admin.ModelAdmin):
+class FaceAdmin(ReadOnlyAdmin):
+    """Faces come from processing; who they are and whether they are trusted change through the
+    actions (review, untag) and the site's tagging pages."""
+
     list_display = [
         "id",
         "photo",
@@ -116,41 +210,31 @@ class FaceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["ood_status", "review_status", "assignment", "too_small", "embedder_version"]
     search_fields = ["person__name", "photo__original_name"]
-    raw_id_fields = [
-        "photo",
-        "person",
-        "suggested_person",
-        "reviewed_by",
-        "assigned_by",
-    ]
     list_select_related = ["photo", "person"]
-    # The 128 floats are of no use in a form, and saving them back through one would lose precision.
+    # The 128 floats are of no use on a page.
     exclude = ["embedding"]
-    actions = [approve_rejected_faces, confirm_face_rejection]
+    actions = [approve_rejected_faces, confirm_face_rejection, untag_faces]
 
 
 @admin.register(FaceNotPerson)
-class FaceNotPersonAdmin(admin.ModelAdmin):
+class FaceNotPersonAdmin(ReadOnlyAdmin):
     list_display = ["face", "person", "via_face", "created_by", "created_at"]
     search_fields = ["person__name"]
-    raw_id_fields = ["face", "person", "via_face", "created_by"]
     list_select_related = ["person", "created_by"]
 
 
 @admin.register(PersonMerge)
-class PersonMergeAdmin(admin.ModelAdmin):
+class PersonMergeAdmin(ReadOnlyAdmin):
     list_display = ["id", "source", "target", "created_by", "created_at", "undone_at"]
     list_filter = ["created_at", "undone_at"]
     search_fields = ["source__name", "target__name"]
-    raw_id_fields = ["source", "target", "created_by", "undone_by"]
     list_select_related = ["source", "target", "created_by"]
 
 
 @admin.register(FaceEvent)
-class FaceEventAdmin(admin.ModelAdmin):
+class FaceEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "action", "user", "face", "person"]
     list_filter = ["action", "created_at"]
     search_fields = ["action", "user__username", "person__name"]
-    raw_id_fields = ["user", "face", "person"]
     list_select_related = ["user", "person"]
     date_hierarchy = "created_at"

@@ -1,41 +1,56 @@
-"""Admin for recognition state: PCA bases, person templates and review decisions."""
+"""Admin for recognition state: PCA bases, person templates and review decisions (read-only:
+the index and the review actions keep them), and the review actions offered on faces."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from gallery.models import Face
+from recognition.actions.review import do_review_faces
 from recognition.models import ProjectionBasis, ReviewDecision, Template
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Looked at, never edited: rows whose writers are the action modules or the index."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(ProjectionBasis)
-class ProjectionBasisAdmin(admin.ModelAdmin):
+class ProjectionBasisAdmin(ReadOnlyAdmin):
     list_display = ["embedder_version", "version", "dim", "n_samples", "is_active", "created_at"]
     list_filter = ["embedder_version", "is_active"]
     search_fields = ["embedder_version"]
     # The rotation and mean are raw float32 bytes: shown nowhere, edited only by the PCA job.
     exclude = ["mean", "rotation"]
-    readonly_fields = ["eigenvalues"]
 
 
 @admin.register(Template)
-class TemplateAdmin(admin.ModelAdmin):
+class TemplateAdmin(ReadOnlyAdmin):
     list_display = ["id", "person", "face", "gallery", "owner", "embedder_version", "updated_at"]
     list_filter = ["embedder_version"]
     search_fields = ["person__name", "owner__username"]
-    raw_id_fields = ["face", "person", "gallery", "owner", "basis"]
     list_select_related = ["person", "gallery", "owner"]
     exclude = ["vector"]
 
 
 @admin.register(ReviewDecision)
-class ReviewDecisionAdmin(admin.ModelAdmin):
+class ReviewDecisionAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "face", "decision", "reviewer", "ood_score"]
     list_filter = ["decision", "created_at"]
     search_fields = ["reviewer__username"]
-    raw_id_fields = ["face", "reviewer"]
     list_select_related = ["reviewer"]
     date_hierarchy = "created_at"
 
@@ -60,8 +75,7 @@ def confirm_face_rejection(
 def _review(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Face], decision: str
 ) -> None:
-    from recognition.actions.review import do_review_faces
-
+    assert isinstance(request.user, User)  # the admin requires a staff account
     selected = list(queryset)
     rejected = [f for f in selected if f.ood_status == Face.Quality.REJECTED]
     changed = do_review_faces(rejected, decision, by=request.user)
