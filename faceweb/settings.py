@@ -9,6 +9,7 @@ from pathlib import Path
 from faceweb.db import database_settings
 from faceweb.env import env_bool, env_float, env_int, env_int_list, env_list, env_str
 from recognition.core.images import DEFAULT_MAX_PIXELS
+from recognition.core.staged import SearchParams
 from recognition.core.versions import DLIB_RESNET_VERSION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -134,14 +135,17 @@ FACEWEB_MIN_FACE_PX = env_int("FACEWEB_MIN_FACE_PX", 40, minimum=1)
 # Staged prefix search (recognition/index/search.py; measurements in BENCHMARKS.md, "search").
 # Level 1 is served by an HNSW index on subvector(vector, 1, d_1): another d_1 (or HALFVEC) needs
 # its own index, which `manage.py refit_basis --ensure-index` creates.
-FACEWEB_SEARCH_LEVELS = env_int_list("FACEWEB_SEARCH_LEVELS", [48, 64, 128])
-FACEWEB_SEARCH_DELTA = env_float("FACEWEB_SEARCH_DELTA", 1.5)
-FACEWEB_SEARCH_SHORTLIST = env_int("FACEWEB_SEARCH_SHORTLIST", 32, minimum=1)
-FACEWEB_SEARCH_EF_SEARCH = env_int("FACEWEB_SEARCH_EF_SEARCH", 100, minimum=1)
-FACEWEB_SEARCH_MODE = env_str("FACEWEB_SEARCH_MODE", "fixed")  # or "variable"
-FACEWEB_SEARCH_HALFVEC = env_bool("FACEWEB_SEARCH_HALFVEC", False)
+_SEARCH = SearchParams()  # the defaults live with the search itself
+FACEWEB_SEARCH_LEVELS = env_int_list("FACEWEB_SEARCH_LEVELS", list(_SEARCH.levels))
+FACEWEB_SEARCH_DELTA = env_float("FACEWEB_SEARCH_DELTA", _SEARCH.delta)
+FACEWEB_SEARCH_SHORTLIST = env_int("FACEWEB_SEARCH_SHORTLIST", _SEARCH.shortlist, minimum=1)
+FACEWEB_SEARCH_EF_SEARCH = env_int("FACEWEB_SEARCH_EF_SEARCH", _SEARCH.ef_search, minimum=1)
+FACEWEB_SEARCH_MODE = env_str("FACEWEB_SEARCH_MODE", _SEARCH.mode)  # or "variable"
+FACEWEB_SEARCH_HALFVEC = env_bool("FACEWEB_SEARCH_HALFVEC", _SEARCH.half)
 # A gallery filter letting through at most this many templates is searched exactly.
-FACEWEB_SEARCH_EXACT_MAX_ROWS = env_int("FACEWEB_SEARCH_EXACT_MAX_ROWS", 5000, minimum=0)
+FACEWEB_SEARCH_EXACT_MAX_ROWS = env_int(
+    "FACEWEB_SEARCH_EXACT_MAX_ROWS", _SEARCH.exact_max_rows, minimum=0
+)
 
 # Celery: CELERY_BROKER_URL when set (Redis or RabbitMQ). Without one, a filesystem broker under
 # var/ lets `run` start a real worker on a machine with no broker server.

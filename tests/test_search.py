@@ -15,7 +15,13 @@ from recognition.core.projection import fit_basis
 from recognition.core.staged import SearchParams, SearchStats, staged_rank
 from recognition.index.bases import active_basis
 from recognition.index.enrolment import sync_face_templates
-from recognition.index.search import TemplateTable, match_faces, search_people, vector_literal
+from recognition.index.search import (
+    TemplateTable,
+    match_faces,
+    search_params,
+    search_people,
+    vector_literal,
+)
 from recognition.models import ProjectionBasis
 from tests.lfw_embeddings import lfw_embeddings
 from tests.search_fixtures import (
@@ -299,3 +305,8 @@ def test_it_rotates_stored_templates_by_the_active_basis(enrolled: dict) -> None
     assert (
         np.abs(np.asarray(row.vector) - basis.rotate(np.asarray(row.face.embedding))).max() < 1e-5
     )
+
+
+def test_its_default_parameters_are_the_apps() -> None:
+    """Code that builds SearchParams() (evaluation, benchmarks) measures what the app runs."""
+    assert SearchParams() == search_params()

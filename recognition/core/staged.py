@@ -41,12 +41,16 @@ MODES = ("fixed", "variable")
 
 @dataclass(frozen=True)
 class SearchParams:
-    levels: tuple[int, ...] = (32, 64, 128)
-    delta: float = 1.3
-    shortlist: int = 200
+    """How a staged search runs. The defaults are the app's (settings FACEWEB_SEARCH_* default to
+    them), measured in BENCHMARKS.md, "search": level 1 on 48 components, a shortlist of 32 read
+    with ef_search 100."""
+
+    levels: tuple[int, ...] = (48, 64, 128)
+    delta: float = 1.5
+    shortlist: int = 32
     mode: str = "fixed"
     step: int = 16  # components per step in variable mode
-    ef_search: int = 0  # 0: as large as the shortlist
+    ef_search: int = 100  # 0: as large as the shortlist
     half: bool = False  # the level-1 index stores the prefix as halfvec
     exact_max_rows: int = 5000  # a filter matching at most this many rows uses the exact plan
     max_scan_tuples: int = 100_000

@@ -339,10 +339,10 @@ def search_params(
         levels=tuple(levels if levels is not None else settings.FACEWEB_SEARCH_LEVELS),
         delta=float(delta if delta is not None else settings.FACEWEB_SEARCH_DELTA),
         shortlist=int(shortlist if shortlist is not None else settings.FACEWEB_SEARCH_SHORTLIST),
-        mode=mode or getattr(settings, "FACEWEB_SEARCH_MODE", "fixed"),
-        ef_search=int(getattr(settings, "FACEWEB_SEARCH_EF_SEARCH", 0)),
-        half=bool(getattr(settings, "FACEWEB_SEARCH_HALFVEC", False)),
-        exact_max_rows=int(getattr(settings, "FACEWEB_SEARCH_EXACT_MAX_ROWS", 5000)),
+        mode=mode or settings.FACEWEB_SEARCH_MODE,
+        ef_search=settings.FACEWEB_SEARCH_EF_SEARCH,
+        half=settings.FACEWEB_SEARCH_HALFVEC,
+        exact_max_rows=settings.FACEWEB_SEARCH_EXACT_MAX_ROWS,
     )
 
 
