@@ -16,7 +16,6 @@ from faceweb.celery import app
 
 PROCESS_PHOTO = "recognition.tasks.process_photo"
 REMATCH_NEAR_FACES = "recognition.tasks.rematch_near_faces"
-MATCH_FACES = "recognition.tasks.match_faces"
 
 
 def enqueue(task_name: str, *args: Any) -> None:

@@ -29,13 +29,6 @@ class GalleryForm(forms.Form):
         return split_tags(self.cleaned_data["tags"])
 
 
-class GalleryTagsForm(forms.Form):
-    tags = forms.CharField(required=False, max_length=1000)
-
-    def clean_tags(self) -> list[str]:
-        return split_tags(self.cleaned_data["tags"])
-
-
 class ShareForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=GalleryMember.Role.choices, initial=GalleryMember.Role.VIEWER)

@@ -9,8 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
 
 from gallery.actions.photos import do_claim_photo, do_fail_photo, do_release_photo
-from gallery.models import Face
-from recognition.actions.identity import do_match_faces, do_rematch_near_faces
+from recognition.actions.identity import do_rematch_near_faces
 from recognition.actions.processing import do_process_photo
 from recognition.index.bases import do_finish_refit, do_refit_batch, do_start_refit
 from recognition.models import ProjectionBasis
@@ -54,13 +53,6 @@ def rematch_near_faces(face_ids: list[int]) -> int:
     """
 
     return do_rematch_near_faces(face_ids)
-
-
-@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5, acks_late=True)
-def match_faces(face_ids: list[int]) -> int:
-    """Match the given faces (and the other unconfirmed faces of their photos) again."""
-
-    return len(do_match_faces(list(Face.objects.filter(pk__in=face_ids))))
 
 
 @shared_task(

@@ -17,7 +17,7 @@ from recognition.index.bases import active_basis
 from recognition.index.enrolment import sync_face_templates
 from recognition.index.search import (
     TemplateTable,
-    match_faces,
+    search_faces,
     search_params,
     search_people,
     vector_literal,
@@ -262,7 +262,7 @@ def test_it_skips_excluded_people(enrolled: dict, gallery: Gallery) -> None:
 
 
 def test_it_matches_many_faces_at_once(enrolled: dict, gallery: Gallery) -> None:
-    results = match_faces(
+    results = search_faces(
         enrolled["probes"], gallery_ids=[gallery.pk], embedder_version=VERSION, top_n=2
     )
     assert len(results) == len(enrolled["probes"])

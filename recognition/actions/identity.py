@@ -25,7 +25,7 @@ from recognition.core import matching
 from recognition.core.calibration import thresholds
 from recognition.core.geometry import Box, iou
 from recognition.index.enrolment import sync_face_templates
-from recognition.index.search import match_faces
+from recognition.index.search import search_faces
 from recognition.models import Template
 
 logger = logging.getLogger(__name__)
@@ -461,7 +461,7 @@ def _candidates(faces: list[Face]) -> dict[int, list[matching.Candidate]]:
         groups[(face.photo.gallery.owner_id, face.embedder_version)].append(face)
     found: dict[int, list[matching.Candidate]] = {}
     for (owner_id, version), members in groups.items():
-        results = match_faces(
+        results = search_faces(
             np.stack([_embedding(f) for f in members]),
             gallery_ids=_owner_gallery_ids(owner_id),
             embedder_version=version,

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Q
 
 from gallery.models import Face
 from recognition.index.bases import active_basis, lock_version
@@ -89,14 +88,3 @@ def sync_face_templates(face_ids: Iterable[int]) -> None:
                     "updated_at",
                 ],
             )
-
-
-def do_rebuild_templates(embedder_version: str | None = None, batch_size: int = 2000) -> int:
-    """Re-derive every template from the faces (repair tool; idempotent). Returns faces seen."""
-    qs = Face.objects.filter(Q(template__isnull=False) | Q(assignment=Face.Assignment.CONFIRMED))
-    if embedder_version:
-        qs = qs.filter(embedder_version=embedder_version)
-    ids = list(qs.order_by("pk").values_list("pk", flat=True))
-    for start in range(0, len(ids), batch_size):
-        sync_face_templates(ids[start : start + batch_size])
-    return len(ids)

@@ -346,7 +346,7 @@ def search_params(
     )
 
 
-def match_faces(
+def search_faces(
     embeddings: np.ndarray,
     *,
     gallery_ids: Sequence[int],
@@ -415,7 +415,7 @@ def search_people(
     person's nearest template and that template's face; compare the best distance with
     `recognition.core.calibration.thresholds(embedder_version)` for the accept/unknown decision.
     """
-    return match_faces(
+    return search_faces(
         np.asarray(embedding, dtype=np.float32).reshape(1, -1),
         gallery_ids=gallery_ids,
         embedder_version=embedder_version,
