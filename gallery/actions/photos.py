@@ -238,6 +238,8 @@ def _moved_name(name: str, gallery_id: int) -> str:
 
 
 def _copy_stored(name: str, new_name: str) -> None:
+    if not default_storage.exists(name):
+        return  # nothing to carry (a file lost earlier must not block the move)
     try:
         source, target = default_storage.path(name), default_storage.path(new_name)
     except NotImplementedError:
