@@ -59,10 +59,12 @@
     }
   });
 
-  // After htmx adds a face card, the "no faces" line goes.
+  // After htmx adds or changes a face card: the "no faces" line goes, the count follows.
   document.addEventListener("htmx:afterSwap", function () {
     var none = document.getElementById("no-faces");
     if (none && document.querySelector("#face-list .face-card")) none.remove();
+    var count = document.getElementById("face-count");
+    if (count) count.textContent = document.querySelectorAll("#face-list .face-card:not(.state-not-a-face)").length;
   });
 
   // The photo viewer. ---------------------------------------------------------------------------
