@@ -47,6 +47,11 @@ class Reason:
     text: str  # a short plain sentence, no numbers
     detail: str = ""  # the numbers behind it, for staff
 
+    @property
+    def short(self) -> str:
+        """The sentence without its explanation ("Unusual face"), to go inside another one."""
+        return self.text.split(":", 1)[0]
+
 
 # Plain sentences per reason code. Structured reasons carry their code; today's strings are
 # recognised by their opening words (STRING_CODES).
@@ -193,7 +198,7 @@ def face_status(face: Face) -> FaceStatus:
 
 
 def _lower(reasons: list[Reason]) -> str:
-    text = "; ".join(r.text for r in reasons)
+    text = "; ".join(r.short for r in reasons)
     return text[:1].lower() + text[1:]
 
 

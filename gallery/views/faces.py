@@ -178,5 +178,5 @@ def _added_message(face: Face) -> str:
     if status.person is not None:
         return f"Face added: maybe {status.person.name}?"
     if status.reasons:
-        return f"Face added, but not used for matching: {status.reasons[0].text.lower()}."
+        return f"Face added, but not used for matching: {status.reasons[0].short.lower()}."
     return "Face added. Nobody looks like it yet: type a name."
