@@ -5,18 +5,25 @@ taken back."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from PIL import Image
 
 from gallery.actions.people import do_create_person
 from gallery.actions.photos import do_requeue_photo, do_upload_photos
 from gallery.models import Face, FaceEvent, Gallery, Person, Photo
+from gallery.presentation import plain_reason
 from recognition.actions.identity import do_tag_face
+from recognition.actions.processing import _missing_det_score
 from recognition.models import ReviewDecision, Template
 from recognition.tasks import process_photo
-from tests.conftest import upload_file
+from tests.conftest import photo_path, upload_file
 
 HTMX = {"HX-Request": "true"}
 
@@ -125,3 +132,43 @@ def test_it_removes_a_false_detection_and_takes_it_back(
     # Matched again: Obama, automatically this time (the confirmed tag was a person's word).
     assert face.person == obama and face.assignment == Face.Assignment.SUGGESTED
     assert not ReviewDecision.objects.filter(face=face).exists()
+
+
+def test_it_processes_a_face_the_detector_cannot_see(
+    gallery: Gallery, alice: User, alice_client: Client, django_capture_on_commit_callbacks: object
+) -> None:
+    """obama.jpg turned 60 degrees: HOG finds no face, even in the drawn box. The drawn face is
+    still aligned (the chip is turned upright) and judged by the filter, which is told the
+    detection score it has no way to know is missing (not 0, which alone rejects clear faces)."""
+    with Image.open(photo_path("obama/obama.jpg")) as img:
+        upright = img.convert("RGB")
+    turned = upright.rotate(60, expand=True, fillcolor=(128, 128, 128))
+    out = io.BytesIO()
+    turned.save(out, format="JPEG", quality=92)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_upload_photos(
+            gallery, [SimpleUploadedFile("turned.jpg", out.getvalue())], by=alice
+        )
+    photo = Photo.objects.get(pk=result.accepted[0].pk)
+    assert photo.status == Photo.Status.DONE and photo.faces.count() == 0
+    # Where the face went: its centre turned about the image centre.
+    angle = np.deg2rad(60)
+    cx, cy = 0.5 * upright.width, 0.3 * upright.height  # obama.jpg: a portrait, face up high
+    dx, dy = cx - upright.width / 2, cy - upright.height / 2
+    nx = dx * np.cos(angle) + dy * np.sin(angle) + turned.width / 2
+    ny = -dx * np.sin(angle) + dy * np.cos(angle) + turned.height / 2
+    side = int(0.45 * upright.width)
+    box = {"left": int(nx - side / 2), "top": int(ny - side / 2), "width": side, "height": side}
+
+    response = alice_client.post(reverse("gallery:face-add", args=[photo.pk]), box)
+
+    assert response.status_code == 302
+    face = photo.faces.get()
+    event = FaceEvent.objects.get(face=face, action="face_drawn")
+    assert event.data["detector_agreed"] is False
+    assert face.det_score == pytest.approx(_missing_det_score()) and face.det_score > 1
+    assert face.quality["roll"] != 0 and len(face.embedding) == 128
+    # The filter keeps a face turned this far out of matching, and says why in words.
+    assert face.ood_status == Face.Quality.REJECTED
+    reasons = [plain_reason(r) for r in face.ood_reasons]
+    assert reasons and all(r.code != "other" for r in reasons), face.ood_reasons
