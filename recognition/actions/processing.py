@@ -205,8 +205,6 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
                 raise ActionError("That face is already marked on this photo.")
         face = _face_row(photo, analysed, verdict, model.version)
         face.manual = True
-        if det.score <= 0:
-            face.det_score = _missing_det_score()
         crop = crop_with_margin(decoded.rgb, face.left, face.top, face.width, face.height)
         face.crop.save("face.jpg", ContentFile(jpeg_bytes(crop, max_side=256)), save=False)
         face.save()
