@@ -34,7 +34,7 @@ class HtmxMessagesMiddleware:
         ):
             return response
         queued = get_messages(request)
-        if not len(queued):  # type: ignore[arg-type]
+        if not len(queued):
             return response
         response.content += render_to_string(
             "_messages.html", {"messages": queued, "oob": True}

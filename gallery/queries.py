@@ -304,21 +304,16 @@ def timeline_photos(user: AnyUser, *, name: str = "") -> QuerySet[Photo]:
     )
     if name.strip():
         photos = photos.filter(pk__in=name_faces(user, name).values("photo"))
-    return (
-        _with_faces(photos)
-        .annotate(month=TruncMonth(Coalesce("taken_at", "created_at")))
-        .order_by("-date", "-id")
-    )
+    month = TruncMonth(Coalesce("taken_at", "created_at"))
+    return _with_faces(photos).annotate(month=month).order_by(month.desc(), "-id")
 
 
 def timeline_months(photos: QuerySet[Photo]) -> list[dict]:
     """[{"month": datetime, "count": n}, ...] of a timeline queryset, newest first."""
-    return list(
-        photos.order_by()
-        .values("month")
-        .annotate(count=Count("id", distinct=True))
-        .order_by("-month")
-    )
+    # `month` is timeline_photos' annotation, which the type stubs cannot see.
+    months = photos.order_by().values("month")  # type: ignore[misc]
+    months = months.annotate(count=Count("id", distinct=True))
+    return list(months.order_by(F("month").desc()))
 
 
 def name_faces(user: AnyUser, name: str) -> QuerySet[Face]:

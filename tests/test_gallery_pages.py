@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import zipfile
 from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
@@ -39,14 +40,16 @@ def _grid_ids(response: object) -> list[int]:
 
 
 def test_it_sorts_and_filters_the_grid(alice: User, alice_client: Client) -> None:
-    gallery = GalleryFactory(owner=alice)
-    old = PhotoFactory(gallery=gallery, taken_at=_when(2001, 5))
-    new = PhotoFactory(gallery=gallery, taken_at=_when(2020, 1))
-    undated = PhotoFactory(gallery=gallery)  # uploaded now: its date is the upload time
-    ann = PersonFactory(owner=alice, name="Ann")
-    FaceFactory(photo=old, person=ann, assignment=Face.Assignment.CONFIRMED)
-    FaceFactory(photo=new)  # an unknown face
-    FaceFactory(photo=undated, assignment=Face.Assignment.IGNORED)  # a stranger: not "unknown"
+    gallery = GalleryFactory.create(owner=alice)
+    old = PhotoFactory.create(gallery=gallery, taken_at=_when(2001, 5))
+    new = PhotoFactory.create(gallery=gallery, taken_at=_when(2020, 1))
+    undated = PhotoFactory.create(gallery=gallery)  # uploaded now: its date is the upload time
+    ann = PersonFactory.create(owner=alice, name="Ann")
+    FaceFactory.create(photo=old, person=ann, assignment=Face.Assignment.CONFIRMED)
+    FaceFactory.create(photo=new)  # an unknown face
+    FaceFactory.create(
+        photo=undated, assignment=Face.Assignment.IGNORED
+    )  # a stranger: not "unknown"
     url = reverse("gallery:gallery-detail", args=[gallery.pk])
 
     assert _grid_ids(alice_client.get(url)) == [undated.pk, new.pk, old.pk]
@@ -73,10 +76,10 @@ def test_it_sorts_and_filters_the_grid(alice: User, alice_client: Client) -> Non
 def test_it_asks_the_page_to_refresh_the_grid_as_photos_finish(
     alice: User, alice_client: Client
 ) -> None:
-    gallery = GalleryFactory(owner=alice)
-    batch = BatchFactory(gallery=gallery)
-    PhotoFactory(gallery=gallery, batch=batch)
-    PhotoFactory(gallery=gallery, batch=batch, status=Photo.Status.QUEUED)
+    gallery = GalleryFactory.create(owner=alice)
+    batch = BatchFactory.create(gallery=gallery)
+    PhotoFactory.create(gallery=gallery, batch=batch)
+    PhotoFactory.create(gallery=gallery, batch=batch, status=Photo.Status.QUEUED)
     url = reverse("gallery:batch-progress", args=[gallery.pk, batch.pk])
     changed = alice_client.get(url, {"seen": 0}, headers={"HX-Request": "true"})
     assert changed["HX-Trigger"] == "photos-changed"
@@ -86,13 +89,13 @@ def test_it_asks_the_page_to_refresh_the_grid_as_photos_finish(
 
 
 def test_it_centres_thumbnails_on_the_faces() -> None:
-    portrait = Photo(width=600, height=1200)
+    portrait: Any = Photo(width=600, height=1200)
     portrait.faces_left, portrait.faces_right = 250, 350
     portrait.faces_top, portrait.faces_bottom = 100, 200  # a head near the top
     assert thumb_focus(portrait) == "50.0% 0.0%"
     portrait.faces_top, portrait.faces_bottom = 500, 700
     assert thumb_focus(portrait) == "50.0% 50.0%"
-    landscape = Photo(width=2000, height=1000)
+    landscape: Any = Photo(width=2000, height=1000)
     landscape.faces_left, landscape.faces_right = 1500, 1700
     landscape.faces_top, landscape.faces_bottom = 400, 600
     assert thumb_focus(landscape) == "100.0% 50.0%"
@@ -101,8 +104,10 @@ def test_it_centres_thumbnails_on_the_faces() -> None:
 
 
 def test_it_downloads_the_original_as_an_attachment(alice: User, alice_client: Client) -> None:
-    photo = PhotoFactory(gallery=GalleryFactory(owner=alice), original_name="Beach day.jpg")
-    response = alice_client.get(reverse("gallery:photo-download", args=[photo.pk]))
+    photo = PhotoFactory.create(
+        gallery=GalleryFactory.create(owner=alice), original_name="Beach day.jpg"
+    )
+    response: Any = alice_client.get(reverse("gallery:photo-download", args=[photo.pk]))
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="Beach day.jpg"'
     assert b"".join(response.streaming_content) == default_storage.open(photo.original.name).read()
@@ -111,13 +116,13 @@ def test_it_downloads_the_original_as_an_attachment(alice: User, alice_client: C
 def test_it_downloads_selected_photos_as_a_streamed_zip(
     alice: User, bob: User, bob_client: Client
 ) -> None:
-    gallery = GalleryFactory(owner=alice, name="Trip")
+    gallery = GalleryFactory.create(owner=alice, name="Trip")
     GalleryMember.objects.create(gallery=gallery, user=bob, role="viewer")
-    a = PhotoFactory(gallery=gallery, original_name="same.jpg")
-    b = PhotoFactory(gallery=gallery, original_name="same.jpg")
-    PhotoFactory(gallery=gallery, original_name="not chosen.jpg")
-    elsewhere = PhotoFactory(original_name="another gallery.jpg")
-    response = bob_client.post(
+    a = PhotoFactory.create(gallery=gallery, original_name="same.jpg")
+    b = PhotoFactory.create(gallery=gallery, original_name="same.jpg")
+    PhotoFactory.create(gallery=gallery, original_name="not chosen.jpg")
+    elsewhere = PhotoFactory.create(original_name="another gallery.jpg")
+    response: Any = bob_client.post(
         reverse("gallery:photos-bulk", args=[gallery.pk]),
         {"action": "download", "photo": [a.pk, b.pk, elsewhere.pk]},
     )
@@ -129,14 +134,14 @@ def test_it_downloads_selected_photos_as_a_streamed_zip(
 
 
 def test_it_moves_and_deletes_selected_photos(alice: User, alice_client: Client) -> None:
-    source = GalleryFactory(owner=alice, name="Inbox")
-    target = GalleryFactory(owner=alice, name="Family")
-    someone_elses = GalleryFactory(name="Not alice's")
+    source = GalleryFactory.create(owner=alice, name="Inbox")
+    target = GalleryFactory.create(owner=alice, name="Family")
+    someone_elses = GalleryFactory.create(name="Not alice's")
     GalleryMember.objects.create(gallery=someone_elses, user=alice, role="editor")
-    photo = PhotoFactory(gallery=source)
-    ann = PersonFactory(owner=alice)
-    face = FaceFactory(photo=photo, person=ann, assignment=Face.Assignment.CONFIRMED)
-    doomed = PhotoFactory(gallery=source)
+    photo = PhotoFactory.create(gallery=source)
+    ann = PersonFactory.create(owner=alice)
+    face = FaceFactory.create(photo=photo, person=ann, assignment=Face.Assignment.CONFIRMED)
+    doomed = PhotoFactory.create(gallery=source)
     url = reverse("gallery:photos-bulk", args=[source.pk])
 
     refused = alice_client.post(
@@ -163,8 +168,8 @@ def test_it_moves_and_deletes_selected_photos(alice: User, alice_client: Client)
 
 
 def test_it_keeps_templates_with_a_moved_photo(alice: User, alice_client: Client) -> None:
-    source = GalleryFactory(owner=alice)
-    target = GalleryFactory(owner=alice)
+    source = GalleryFactory.create(owner=alice)
+    target = GalleryFactory.create(owner=alice)
     face = face_in_new_photo(source, "obama/obama.jpg")
     do_tag_face(face, do_create_person(alice, "Obama", by=alice), by=alice)
     assert Template.objects.get(face=face).gallery_id == source.pk
@@ -178,16 +183,16 @@ def test_it_keeps_templates_with_a_moved_photo(alice: User, alice_client: Client
 def test_it_groups_the_timeline_by_month_taken_and_finds_photos_by_name(
     alice: User, bob: User, bob_client: Client
 ) -> None:
-    shared = GalleryFactory(owner=alice)
+    shared = GalleryFactory.create(owner=alice)
     GalleryMember.objects.create(gallery=shared, user=bob, role="viewer")
-    own = GalleryFactory(owner=bob)
-    private = GalleryFactory(owner=alice)
-    march = [PhotoFactory(gallery=shared, taken_at=_when(2019, 3, d)) for d in (2, 20)]
-    july = PhotoFactory(gallery=own, taken_at=_when(2019, 7, 4))
-    PhotoFactory(gallery=private, taken_at=_when(2019, 3, 5))  # not bob's to see
-    PhotoFactory(gallery=shared, status=Photo.Status.QUEUED)  # not processed yet
-    ann = PersonFactory(owner=alice, name="Ann Smith")
-    FaceFactory(photo=march[0], person=ann, assignment=Face.Assignment.CONFIRMED)
+    own = GalleryFactory.create(owner=bob)
+    private = GalleryFactory.create(owner=alice)
+    march = [PhotoFactory.create(gallery=shared, taken_at=_when(2019, 3, d)) for d in (2, 20)]
+    july = PhotoFactory.create(gallery=own, taken_at=_when(2019, 7, 4))
+    PhotoFactory.create(gallery=private, taken_at=_when(2019, 3, 5))  # not bob's to see
+    PhotoFactory.create(gallery=shared, status=Photo.Status.QUEUED)  # not processed yet
+    ann = PersonFactory.create(owner=alice, name="Ann Smith")
+    FaceFactory.create(photo=march[0], person=ann, assignment=Face.Assignment.CONFIRMED)
 
     response = bob_client.get(reverse("gallery:timeline"))
 
@@ -205,9 +210,9 @@ def test_it_groups_the_timeline_by_month_taken_and_finds_photos_by_name(
 def test_it_serves_the_grid_within_a_query_budget(
     alice: User, alice_client: Client, django_assert_max_num_queries: object
 ) -> None:
-    gallery: Gallery = GalleryFactory(owner=alice)
+    gallery: Gallery = GalleryFactory.create(owner=alice)
     for _ in range(30):
-        FaceFactory(photo=PhotoFactory(gallery=gallery))
+        FaceFactory.create(photo=PhotoFactory.create(gallery=gallery))
     with django_assert_max_num_queries(12):  # type: ignore[operator]
         response = alice_client.get(reverse("gallery:gallery-detail", args=[gallery.pk]))
     assert response.content.decode().count('class="thumb status-done"') == 30

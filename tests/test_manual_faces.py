@@ -120,7 +120,8 @@ def test_it_removes_a_false_detection_and_takes_it_back(
     assert face.review_status == Face.Review.NOT_FACE and face.person is None
     assert not face.is_trusted and not Template.objects.filter(face=face).exists()
     label = ReviewDecision.objects.get(face=face)
-    assert label.decision == ReviewDecision.Decision.NOT_FACE and label.reviewer.username == "bob"
+    assert label.decision == ReviewDecision.Decision.NOT_FACE
+    assert label.reviewer is not None and label.reviewer.username == "bob"
     page = alice_client.get(reverse("gallery:photo-detail", args=[face.photo_id])).content.decode()
     assert f'id="box-{face.pk}"' not in page and "1 box marked as not a face" in page
 
@@ -167,7 +168,7 @@ def test_it_processes_a_face_the_detector_cannot_see(
     event = FaceEvent.objects.get(face=face, action="face_drawn")
     assert event.data["detector_agreed"] is False
     assert face.det_score == pytest.approx(_missing_det_score()) and face.det_score > 1
-    assert face.quality["roll"] != 0 and len(face.embedding) == 128
+    assert face.quality["roll"] != 0 and face.embedding is not None
     # The filter keeps a face turned this far out of matching, and says why in words.
     assert face.ood_status == Face.Quality.REJECTED
     reasons = [plain_reason(r) for r in face.ood_reasons]

@@ -36,17 +36,17 @@ def every_state(alice: User, bob: User) -> dict[str, object]:
     world = make_world(alice, bob, GalleryMember.Role.EDITOR)
     ann = world.person
     photo = world.photo
-    FaceFactory(
+    FaceFactory.create(
         photo=photo,
         left=200,
-        person=PersonFactory(owner=alice, name="Ben"),
+        person=PersonFactory.create(owner=alice, name="Ben"),
         assignment=Face.Assignment.SUGGESTED,
         match_distance=0.457,
     )
-    FaceFactory(photo=photo, left=300, suggested_person=ann, match_distance=0.583)
-    FaceFactory(photo=photo, left=400, assignment=Face.Assignment.IGNORED)
+    FaceFactory.create(photo=photo, left=300, suggested_person=ann, match_distance=0.583)
+    FaceFactory.create(photo=photo, left=400, assignment=Face.Assignment.IGNORED)
     for left, review in ((500, ""), (520, "approved"), (540, "confirmed"), (560, "not_face")):
-        FaceFactory(
+        FaceFactory.create(
             photo=photo,
             left=left,
             ood_status=Face.Quality.REJECTED,
@@ -59,8 +59,8 @@ def every_state(alice: User, bob: User) -> dict[str, object]:
                 "unlike typical faces (distance 1.02 from the average face)",
             ],
         )
-    FaceFactory(
-        photo=PhotoFactory(gallery=world.gallery), suggested_person=ann, match_distance=0.51
+    FaceFactory.create(
+        photo=PhotoFactory.create(gallery=world.gallery), suggested_person=ann, match_distance=0.51
     )
     return {"world": world}
 

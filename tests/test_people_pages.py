@@ -14,14 +14,16 @@ from tests.web_factories import FaceFactory, GalleryFactory, PersonFactory, Phot
 
 def _faces(person: Person, gallery: object, n: int, assignment: str) -> list[Face]:
     return [
-        FaceFactory(photo=PhotoFactory(gallery=gallery), person=person, assignment=assignment)
+        FaceFactory.create(
+            photo=PhotoFactory.create(gallery=gallery), person=person, assignment=assignment
+        )
         for _ in range(n)
     ]
 
 
 def test_it_counts_confirmed_and_automatic_tags_apart(alice: User, alice_client: Client) -> None:
-    gallery = GalleryFactory(owner=alice)
-    ann = PersonFactory(owner=alice, name="Ann")
+    gallery = GalleryFactory.create(owner=alice)
+    ann = PersonFactory.create(owner=alice, name="Ann")
     _faces(ann, gallery, 1, Face.Assignment.CONFIRMED)
     _faces(ann, gallery, 12, Face.Assignment.SUGGESTED)
 
@@ -34,9 +36,9 @@ def test_it_counts_confirmed_and_automatic_tags_apart(alice: User, alice_client:
 
 
 def test_it_offers_a_merge_when_renaming_to_a_taken_name(alice: User, alice_client: Client) -> None:
-    gallery = GalleryFactory(owner=alice)
-    ann = PersonFactory(owner=alice, name="Ann")
-    annie = PersonFactory(owner=alice, name="Annie")
+    gallery = GalleryFactory.create(owner=alice)
+    ann = PersonFactory.create(owner=alice, name="Ann")
+    annie = PersonFactory.create(owner=alice, name="Annie")
     moved = _faces(annie, gallery, 2, Face.Assignment.CONFIRMED)
     url = reverse("gallery:person-rename", args=[annie.pk])
 
@@ -56,8 +58,8 @@ def test_it_offers_a_merge_when_renaming_to_a_taken_name(alice: User, alice_clie
 
 
 def test_it_keeps_two_people_with_one_name_when_asked(alice: User, alice_client: Client) -> None:
-    PersonFactory(owner=alice, name="Ann")
-    other = PersonFactory(owner=alice, name="Ann B.")
+    PersonFactory.create(owner=alice, name="Ann")
+    other = PersonFactory.create(owner=alice, name="Ann B.")
     url = reverse("gallery:person-rename", args=[other.pk])
     response = alice_client.post(url, {"name": "Ann", "same_name": "keep"}, follow=True)
     other.refresh_from_db()
@@ -68,9 +70,9 @@ def test_it_keeps_two_people_with_one_name_when_asked(alice: User, alice_client:
 def test_it_lists_hidden_people_and_shows_them_again(
     alice: User, alice_client: Client, bob: User, bob_client: Client
 ) -> None:
-    gallery = GalleryFactory(owner=alice)
+    gallery = GalleryFactory.create(owner=alice)
     GalleryMember.objects.create(gallery=gallery, user=bob, role="viewer")
-    poster = PersonFactory(owner=alice, name="Poster")
+    poster = PersonFactory.create(owner=alice, name="Poster")
     _faces(poster, gallery, 1, Face.Assignment.CONFIRMED)
     response = alice_client.post(
         reverse("gallery:person-hide", args=[poster.pk]), {"hidden": "1"}, follow=True
@@ -109,8 +111,8 @@ def test_it_lists_hidden_people_and_shows_them_again(
 def test_it_uses_the_chosen_cover_face(
     alice: User, alice_client: Client, charlie_client: Client
 ) -> None:
-    gallery = GalleryFactory(owner=alice)
-    ann = PersonFactory(owner=alice, name="Ann")
+    gallery = GalleryFactory.create(owner=alice)
+    ann = PersonFactory.create(owner=alice, name="Ann")
     # The older one: without a choice the newest confirmed face is the cover.
     chosen, newest = _faces(ann, gallery, 2, Face.Assignment.CONFIRMED)
     auto = _faces(ann, gallery, 1, Face.Assignment.SUGGESTED)[0]
@@ -138,7 +140,7 @@ def test_it_uses_the_chosen_cover_face(
 def test_it_shows_the_largest_unnamed_groups_on_the_people_page(
     alice: User, alice_client: Client
 ) -> None:
-    gallery = GalleryFactory(owner=alice)
+    gallery = GalleryFactory.create(owner=alice)
     obama = [face_in_new_photo(gallery, f"obama/{n}") for n in ("obama.jpg", "obama1.jpg")]
     face_in_new_photo(gallery, "biden/biden.jpg")
     response = alice_client.get(reverse("gallery:person-list"))

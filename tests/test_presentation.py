@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gallery.models import Face, Person
@@ -53,8 +55,8 @@ def test_it_reads_the_strings_the_filter_really_writes() -> None:
         mean_dist=2.0,
         knn_dist=1.0,
     )
-    bright = ood.Quality(**{**dark.as_dict(), "blur": 10.0, "brightness": 240.0})
-    flat = ood.Quality(**{**dark.as_dict(), "brightness": 120.0, "dark_frac": 0.0})
+    bright = dataclasses.replace(dark, blur=10.0, brightness=240.0)
+    flat = dataclasses.replace(dark, brightness=120.0, dark_frac=0.0)
     raw = [
         *ood._hard_reasons(dark, rules),
         *ood._soft_reasons(dark, rules, far_soft=1.0),

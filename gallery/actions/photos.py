@@ -6,6 +6,7 @@ Processing itself (recognition/actions/processing.py) calls these to move a phot
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -270,9 +271,8 @@ def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveRe
             result.skipped.append((photo, "the same photo is already in that gallery"))
             continue
         faces = list(photo.faces.only("pk", "crop"))
-        old = [photo.original.name, photo.thumbnail.name, photo.preview.name]
-        old += [f.crop.name for f in faces]
-        old = [name for name in old if name]
+        files = [photo.original, photo.thumbnail, photo.preview, *(f.crop for f in faces)]
+        old = [f.name for f in files if f.name]
         for name in old:
             _copy_stored(name, _moved_name(name, target.pk))
         with transaction.atomic():
@@ -293,6 +293,6 @@ def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveRe
                 action=FaceEvent.Action.PHOTO_MOVED,
                 data={"photo": photo.pk, "from": source_id, "to": target.pk},
             )
-            transaction.on_commit(lambda names=old: delete_stored_files(names))
+            transaction.on_commit(functools.partial(delete_stored_files, old))
         result.moved.append(photo)
     return result

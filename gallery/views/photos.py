@@ -6,12 +6,14 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
+from typing import IO, cast
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -56,7 +58,7 @@ def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
 def photo_download(request: AuthedRequest, photo_id: int) -> HttpResponse:
     """The original file as a download (Content-Disposition: attachment)."""
     photo, _ = access_photo(request.user, photo_id)
-    return _file_response(photo.original.name, photo.original_name, attachment=True)
+    return _file_response(photo.original.name or "", photo.original_name, attachment=True)
 
 
 @require_POST
@@ -82,7 +84,7 @@ def photo_reprocess(request: AuthedRequest, photo_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponse:
+def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
     """Selected photos of the gallery grid: download them as one zip, move or delete them."""
     action = request.POST.get("action", "")
     gallery, _ = access_gallery(request.user, gallery_id, for_write=action in {"move", "delete"})
@@ -166,7 +168,8 @@ def _zip_stream(photos: list[Photo]) -> Iterator[bytes]:
     """The photos' originals as a zip, produced while it is sent (nothing held in memory but
     one chunk): photos are already compressed, so entries are stored."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[arg-type]
+    out = cast("IO[bytes]", sink)  # zipfile writes to anything with write() and flush()
+    with zipfile.ZipFile(out, mode="w", compression=zipfile.ZIP_STORED) as archive:
         for photo, name in _unique_names(photos):
             if not photo.original.name or not default_storage.exists(photo.original.name):
                 continue

@@ -146,8 +146,11 @@ def unknown_list(request: AuthedRequest) -> HttpResponse:
     `?show=ignored` lists the faces ignored as strangers instead."""
     if request.GET.get("show") == "ignored":
         faces = ignored_faces(request.user).order_by("-id")
-        context = {"ignored": paginate(request, faces, IGNORED_PER_PAGE), "show": "ignored"}
-        return render(request, "gallery/unknown.html", context)
+        ignored: dict[str, object] = {
+            "ignored": paginate(request, faces, IGNORED_PER_PAGE),
+            "show": "ignored",
+        }
+        return render(request, "gallery/unknown.html", ignored)
     groups, total = unknown_groups(request.user)
     page = Paginator(groups, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
     pages = {g.key: n for n in range(1, page.paginator.num_pages + 1) for g in _page_of(groups, n)}

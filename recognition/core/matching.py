@@ -234,6 +234,6 @@ def group_distances(embeddings: np.ndarray, groups: Sequence[Sequence[int]]) -> 
         member[g, list(rows)] = 1.0
     sums = member @ euclidean_distances(embeddings, embeddings) @ member.T
     sizes = member.sum(1)
-    mean = sums / np.outer(sizes, sizes)
+    mean: np.ndarray = sums / np.outer(sizes, sizes)
     np.fill_diagonal(mean, np.inf)
     return mean

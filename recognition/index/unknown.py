@@ -13,9 +13,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
-from gallery.access import AnyUser
 from gallery.models import Face, Person, trusted_q
 from recognition.core.calibration import thresholds
 from recognition.core.matching import cluster_faces, group_distances
@@ -43,7 +43,7 @@ class UnknownGroup:
         return self.faces[0]
 
 
-def unknown_faces(owner: AnyUser) -> QuerySet[Face]:
+def unknown_faces(owner: User) -> QuerySet[Face]:
     """Unnamed trusted faces of the owner's galleries that nobody ignored."""
     return Face.objects.filter(
         trusted_q(),
@@ -53,13 +53,13 @@ def unknown_faces(owner: AnyUser) -> QuerySet[Face]:
     ).exclude(assignment=Face.Assignment.IGNORED)
 
 
-def ignored_faces(owner: AnyUser) -> QuerySet[Face]:
+def ignored_faces(owner: User) -> QuerySet[Face]:
     return Face.objects.filter(
         photo__gallery__owner=owner, assignment=Face.Assignment.IGNORED
     ).select_related("photo")
 
 
-def unknown_groups(owner: AnyUser, limit: int = UNKNOWN_LIMIT) -> tuple[list[UnknownGroup], int]:
+def unknown_groups(owner: User, limit: int = UNKNOWN_LIMIT) -> tuple[list[UnknownGroup], int]:
     """The owner's unknown faces grouped by likeness, largest group first, with hints.
 
     Returns the groups and how many unknown faces there are in all (only the newest `limit`
