@@ -101,7 +101,8 @@ def face_untag(request: AuthedRequest, face_id: int) -> HttpResponse:
     face, role = access_face(request.user, face_id, for_write=True)
     name = face.person.name if face.person else ""
     do_untag_face(face, by=request.user)
-    return _face_response(request, face, role, message=f"Removed the tag {name}.")
+    message = f"Removed the tag {name}." if name else ""
+    return _face_response(request, face, role, message=message)
 
 
 @require_POST

@@ -158,7 +158,6 @@ def unknown_list(request: AuthedRequest) -> HttpResponse:
         "page": page,
         "group_pages": pages,
         "total": total,
-        "grouped": sum(g.size for g in groups),
         "limit": UNKNOWN_LIMIT,
         "ignored_count": ignored_faces(request.user).count(),
         "people": queries.library_people(request.user.pk),
