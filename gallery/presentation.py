@@ -50,7 +50,7 @@ class Reason:
     @property
     def short(self) -> str:
         """The sentence without its explanation ("Unusual face"), to go inside another one."""
-        return self.text.split(":", 1)[0]
+        return self.text.split(":", 1)[0].rstrip(".")
 
 
 # Plain sentences per reason code. Structured reasons carry their code; today's strings are
@@ -101,7 +101,8 @@ def plain_reason(reason: str | Mapping[str, object]) -> Reason:
         detail = str(reason.get("detail") or "") or ", ".join(
             f"{k} {_number(v)}" for k, v in numbers.items()
         )
-        text = SENTENCES.get(code) or given or SENTENCES["other"]
+        # The filter's own sentence wins; the table fills in for codes that come without one.
+        text = given or SENTENCES.get(code) or SENTENCES["other"]
         return Reason(code=code, text=text, detail=f"{code}: {detail}" if detail else code)
     text = str(reason)
     code = _string_code(text)

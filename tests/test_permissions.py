@@ -276,8 +276,9 @@ ENDPOINTS = [
         HTML_WRITE,
         data=lambda w, u: {"left": 300, "top": 200, "width": 90, "height": 90},
     ),
-    Endpoint("face not a face", "post", _u("gallery:face-not-face", F), HTML_WRITE),
-    Endpoint("face is a face", "post", _u("gallery:face-is-face", F), HTML_WRITE),
+    # "Not a face" is a training label: the gallery's owner (or staff) decides.
+    Endpoint("face not a face", "post", _u("gallery:face-not-face", F), HTML_OWNER),
+    Endpoint("face is a face after all", "post", _u("gallery:face-use", F), HTML_OWNER),
     Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_WRITE, data=lambda w, u: {}),
     Endpoint(
         "person cover",

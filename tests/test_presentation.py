@@ -68,9 +68,14 @@ def test_it_reads_the_strings_the_filter_really_writes() -> None:
 
 
 def test_it_reads_structured_reasons_by_code() -> None:
-    reason = plain_reason({"code": "blur", "text": "Blurred", "blur": 3.21, "limit": 5})
-    assert reason.text == "Too blurry to recognise reliably"
-    assert reason.detail == "blur: blur 3.21, limit 5"
+    # The shape the filter on the trust branch stores: its own sentence and staff detail.
+    given = {"code": "blurred", "text": "The face is blurred.", "detail": "sharpness 0.12"}
+    reason = plain_reason({**given, "weight": 0.7})
+    assert (reason.text, reason.detail) == ("The face is blurred.", "blurred: sharpness 0.12")
+    assert reason.short == "The face is blurred"
+    bare = plain_reason({"code": "blur", "blur": 3.21, "limit": 5})  # numbers, no sentence
+    assert bare.text == "Too blurry to recognise reliably"
+    assert bare.detail == "blur: blur 3.21, limit 5"
     unknown = plain_reason({"code": "new-rule", "message": "Eyes closed"})
     assert unknown.text == "Eyes closed"  # a code this module does not know yet keeps its text
     assert [r.text for r in plain_reasons(["blurred (x)", "extremely blurred (y)"])] == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -50,6 +51,7 @@ def _face_response(
         "face": face,
         "photo": face.photo,
         "can_write": role.can_write,
+        "can_review": can_review(request, role),
         "error": error,
         "oob": True,
         "added": added,
@@ -105,11 +107,23 @@ def face_untag(request: AuthedRequest, face_id: int) -> HttpResponse:
     return _face_response(request, face, role, message=message)
 
 
+def can_review(request: AuthedRequest, role: Role) -> bool:
+    """ "Not a face" is a training label for the filter: the gallery's owner decides about the
+    faces of their own photos (staff may too), not every editor."""
+    return role is Role.OWNER or bool(request.user.is_staff)
+
+
+def _check_review(request: AuthedRequest, role: Role) -> None:
+    if not can_review(request, role):
+        raise PermissionDenied("Only the gallery's owner can decide whether this is a face.")
+
+
 @require_POST
 @login_required
 def face_not_face(request: AuthedRequest, face_id: int) -> HttpResponse:
     """ "Not a face": the box is a false detection; it disappears from the photo."""
     face, role = access_face(request.user, face_id, for_write=True)
+    _check_review(request, role)
     face = do_mark_not_face(face, by=request.user)
     return _face_response(
         request, face, role, message="Removed the box: it is not a face. You can undo it."
@@ -118,8 +132,10 @@ def face_not_face(request: AuthedRequest, face_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def face_is_face(request: AuthedRequest, face_id: int) -> HttpResponse:
+def face_use(request: AuthedRequest, face_id: int) -> HttpResponse:
+    """ "It is a face after all": undoes "not a face"."""
     face, role = access_face(request.user, face_id, for_write=True)
+    _check_review(request, role)
     face = do_unmark_not_face(face, by=request.user)
     face.refresh_from_db()
     return _face_response(request, face, role, message="The box is back as a face.")

@@ -24,6 +24,7 @@ from gallery import queries
 from gallery.access import access_gallery, access_photo
 from gallery.actions.photos import do_delete_photo, do_move_photos, do_requeue_photo
 from gallery.models import Face, Photo
+from gallery.views.faces import can_review
 from gallery.views.media import _file_response
 
 # A zip of more photos than this is refused: a library export is a job for the API.
@@ -43,6 +44,7 @@ def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
         "gallery": photo.gallery,
         "role": role,
         "can_write": can_write,
+        "can_review": can_review(request, role),
         "faces": [f for f in faces if f.review_status != Face.Review.NOT_FACE],
         "not_faces": [f for f in faces if f.review_status == Face.Review.NOT_FACE],
         "people": list(queries.library_people(photo.gallery.owner_id)) if can_write else [],
