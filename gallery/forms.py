@@ -56,3 +56,16 @@ class TagFaceForm(forms.Form):
 
 class PersonNameForm(forms.Form):
     name = forms.CharField(max_length=200)
+
+
+class FaceBoxForm(forms.Form):
+    """A face box drawn on the photo, in pixels of the original (the page converts)."""
+
+    left = forms.IntegerField(min_value=0)
+    top = forms.IntegerField(min_value=0)
+    width = forms.IntegerField(min_value=1)
+    height = forms.IntegerField(min_value=1)
+
+    def box(self) -> tuple[int, int, int, int]:
+        data = self.cleaned_data
+        return data["left"], data["top"], data["width"], data["height"]

@@ -151,6 +151,10 @@ class Person(models.Model):
     )
     name = models.CharField(max_length=200)
     hidden = models.BooleanField(default=False)
+    # The face shown for the person on the people pages; None: the newest confirmed face.
+    cover_face = models.ForeignKey(
+        "Face", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     merged_into = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="merged_from"
     )
@@ -175,11 +179,16 @@ class Face(models.Model):
         NONE = "", "Not reviewed"
         APPROVED = "approved", "Approved by a reviewer"
         CONFIRMED = "confirmed", "Rejection confirmed by a reviewer"
+        # A person said the box holds no face (a false detection): never matched, not shown.
+        NOT_FACE = "not_face", "Not a face"
 
     class Assignment(models.TextChoices):
         NONE = "", "Unknown"
         SUGGESTED = "suggested", "Suggested"
         CONFIRMED = "confirmed", "Confirmed"
+        # A stranger the user does not want to name: kept out of "Who is unknown?" and of
+        # matching until un-ignored.
+        IGNORED = "ignored", "Ignored"
 
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="faces")
     # Box in pixels of the orientation-corrected original.
@@ -190,6 +199,8 @@ class Face(models.Model):
     landmarks = models.JSONField(default=list)  # five [x, y] points
     det_score = models.FloatField(default=0.0)
     too_small = models.BooleanField(default=False)
+    # Drawn by hand where the detector found nothing; reprocessing keeps it.
+    manual = models.BooleanField(default=False)
     crop = models.FileField(upload_to=derived_upload_to, max_length=255, blank=True)
 
     embedding = VectorField(dimensions=EMBEDDING_DIM, null=True, blank=True)
@@ -248,7 +259,7 @@ class Face(models.Model):
         """Usable for matching and as a template: passed the filter, or approved by a reviewer."""
         if self.review_status == self.Review.APPROVED:
             return True
-        if self.review_status == self.Review.CONFIRMED:
+        if self.review_status in {self.Review.CONFIRMED, self.Review.NOT_FACE}:
             return False
         return self.ood_status == self.Quality.ACCEPTED
 
@@ -322,6 +333,13 @@ class FaceEvent(models.Model):
         MERGE_UNDONE = "merge_undone", "Merge undone"
         PHOTO_DELETED = "photo_deleted", "Photo deleted"
         GALLERY_DELETED = "gallery_deleted", "Gallery deleted"
+        FACE_DRAWN = "face_drawn", "Face drawn by hand"
+        FACE_NOT_A_FACE = "face_not_a_face", "Marked as not a face"
+        FACE_IS_A_FACE = "face_is_a_face", "Marked as a face again"
+        FACE_IGNORED = "face_ignored", "Face ignored as a stranger"
+        FACE_UNIGNORED = "face_unignored", "Face no longer ignored"
+        PERSON_COVER_SET = "person_cover_set", "Cover face chosen"
+        PHOTO_MOVED = "photo_moved", "Photo moved to another gallery"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -347,6 +365,6 @@ class FaceEvent(models.Model):
 def trusted_q(prefix: str = "") -> Q:
     """SQL form of `Face.is_trusted` (keep the two in step)."""
     return Q(**{f"{prefix}review_status": Face.Review.APPROVED}) | (
-        ~Q(**{f"{prefix}review_status": Face.Review.CONFIRMED})
+        ~Q(**{f"{prefix}review_status__in": [Face.Review.CONFIRMED, Face.Review.NOT_FACE]})
         & Q(**{f"{prefix}ood_status": Face.Quality.ACCEPTED})
     )

@@ -5,13 +5,27 @@ Every queryset here is scoped to what the user may see (gallery/access.py decide
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
-from django.db.models import Case, Count, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncMonth
 
-from gallery.access import AnyUser, visible_galleries, visible_people
-from gallery.models import Face, Gallery, GalleryMember, Person, Photo, UploadBatch
+from gallery.access import AnyUser, visible_galleries, visible_people, writable_galleries
+from gallery.models import Face, Gallery, GalleryMember, Person, Photo, UploadBatch, trusted_q
 
 
 def gallery_cards(user: AnyUser, *, tag: str = "") -> QuerySet[Gallery]:
@@ -61,9 +75,17 @@ def visible_faces(user: AnyUser) -> QuerySet[Face]:
     return Face.objects.filter(photo__gallery__in=visible_galleries(user).values("pk"))
 
 
-def people_cards(user: AnyUser, *, name: str = "") -> QuerySet[Person]:
-    """Visible people with `face_count` (faces the user can see) and a `cover` crop name."""
+def people_cards(user: AnyUser, *, name: str = "", hidden: bool = False) -> QuerySet[Person]:
+    """Visible people with `face_count` (faces the user can see), of which `confirmed_count`
+    are confirmed and `suggested_count` tagged automatically, and a `cover` crop name (the
+    chosen cover face when the user can see it). `hidden`: the hidden people instead."""
     galleries = visible_galleries(user).values("pk")
+    chosen = Face.objects.filter(
+        pk=OuterRef("cover_face_id"),
+        person=OuterRef("pk"),
+        assignment=Face.Assignment.CONFIRMED,
+        photo__gallery__in=galleries,
+    ).values("crop")
     cover = (
         Face.objects.filter(person=OuterRef("pk"), photo__gallery__in=galleries)
         .exclude(crop="")
@@ -75,11 +97,25 @@ def people_cards(user: AnyUser, *, name: str = "") -> QuerySet[Person]:
     )
     people = (
         visible_people(user)
-        .filter(hidden=False)
+        .filter(hidden=hidden)
         .select_related("owner")
         .annotate(
             face_count=Count("faces", filter=Q(faces__photo__gallery__in=galleries)),
-            cover=Subquery(cover[:1]),
+            confirmed_count=Count(
+                "faces",
+                filter=Q(
+                    faces__photo__gallery__in=galleries,
+                    faces__assignment=Face.Assignment.CONFIRMED,
+                ),
+            ),
+            suggested_count=Count(
+                "faces",
+                filter=Q(
+                    faces__photo__gallery__in=galleries,
+                    faces__assignment=Face.Assignment.SUGGESTED,
+                ),
+            ),
+            cover=Coalesce(Subquery(chosen[:1]), Subquery(cover[:1])),
         )
         .order_by("name", "id")
     )
@@ -136,3 +172,165 @@ def batch_progress(batch: UploadBatch) -> BatchProgress:
         },
     )
     return BatchProgress(**counts)
+
+
+# Photos in a gallery and on the timeline --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhotoFilters:
+    """How the gallery grid is sorted and filtered (from the page's query string)."""
+
+    sort: str = "newest"
+    person: int | None = None
+    unknown: bool = False
+
+    SORTS = {
+        "newest": ("Newest upload first", ("-created_at", "-id")),
+        "oldest": ("Oldest upload first", ("created_at", "id")),
+        "taken": ("Date taken, newest first", ("-date", "-id")),
+        "taken-oldest": ("Date taken, oldest first", ("date", "id")),
+    }
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> PhotoFilters:
+        sort = query.get("sort", "newest")
+        person = query.get("person", "")
+        return cls(
+            sort=sort if sort in cls.SORTS else "newest",
+            person=int(person) if person.isdigit() else None,
+            unknown=query.get("unknown", "") == "1",
+        )
+
+    @property
+    def active(self) -> bool:
+        return self != PhotoFilters()
+
+    def query(self) -> str:
+        """The query string that gives these filters back (empty for the defaults)."""
+        parts = {"sort": self.sort if self.sort != "newest" else ""}
+        parts["person"] = str(self.person) if self.person else ""
+        parts["unknown"] = "1" if self.unknown else ""
+        return urlencode({k: v for k, v in parts.items() if v})
+
+
+def shown_faces_q(prefix: str = "") -> Q:
+    """Faces shown on a photo: everything but boxes a person marked as not a face."""
+    return ~Q(**{f"{prefix}review_status": Face.Review.NOT_FACE})
+
+
+def unknown_face_q(prefix: str = "") -> Q:
+    """Faces nobody has named, which are worth naming (trusted, not ignored, not a non-face)."""
+    return (
+        trusted_q(prefix)
+        & Q(**{f"{prefix}person__isnull": True})
+        & ~Q(**{f"{prefix}assignment": Face.Assignment.IGNORED})
+    )
+
+
+def _with_faces(photos: QuerySet[Photo]) -> QuerySet[Photo]:
+    """`date` (taken, else uploaded), `face_count` and the box around the shown faces
+    (`faces_left` .. `faces_bottom`) that centres the thumbnail on them."""
+    shown = Q(faces__isnull=False) & shown_faces_q("faces__")
+    return photos.annotate(
+        date=Coalesce("taken_at", "created_at"),
+        face_count=Count("faces", filter=shown),
+        faces_left=Min("faces__left", filter=shown),
+        faces_top=Min("faces__top", filter=shown),
+        faces_right=Max(F("faces__left") + F("faces__width"), filter=shown),
+        faces_bottom=Max(F("faces__top") + F("faces__height"), filter=shown),
+    )
+
+
+def gallery_photos(gallery: Gallery, filters: PhotoFilters = PhotoFilters()) -> QuerySet[Photo]:
+    """The gallery's photos, sorted and filtered as the grid shows them."""
+    photos = gallery.photos.only(
+        "id",
+        "original_name",
+        "status",
+        "error",
+        "thumbnail",
+        "gallery_id",
+        "created_at",
+        "taken_at",
+        "width",
+        "height",
+    )
+    if filters.person:
+        photos = photos.filter(pk__in=Face.objects.filter(person_id=filters.person).values("photo"))
+    if filters.unknown:
+        photos = photos.filter(pk__in=Face.objects.filter(unknown_face_q()).values("photo"))
+    return _with_faces(photos).order_by(*PhotoFilters.SORTS[filters.sort][1])
+
+
+def gallery_people(gallery: Gallery) -> QuerySet[Person]:
+    """People tagged in the gallery (for its "people in it" filter)."""
+    return (
+        Person.objects.filter(faces__photo__gallery=gallery, merged_into__isnull=True)
+        .distinct()
+        .only("id", "name")
+        .order_by("name", "id")
+    )
+
+
+def photo_neighbours(photo: Photo, filters: PhotoFilters) -> tuple[int | None, int | None]:
+    """Ids of the photos before and after `photo` in the gallery grid's order and filters."""
+    ids = list(gallery_photos(photo.gallery, filters).values_list("pk", flat=True))
+    if photo.pk not in ids:
+        ids = list(gallery_photos(photo.gallery).values_list("pk", flat=True))
+    at = ids.index(photo.pk) if photo.pk in ids else -1
+    if at < 0:
+        return None, None
+    before = ids[at - 1] if at > 0 else None
+    after = ids[at + 1] if at + 1 < len(ids) else None
+    return before, after
+
+
+def timeline_photos(user: AnyUser, *, name: str = "") -> QuerySet[Photo]:
+    """Processed photos of every visible gallery, newest date taken (else upload) first, with
+    their `month`. `name`: only photos of a visible person whose name contains it."""
+    photos = Photo.objects.filter(
+        gallery__in=visible_galleries(user).values("pk"), status=Photo.Status.DONE
+    ).only(
+        "id",
+        "original_name",
+        "thumbnail",
+        "gallery_id",
+        "created_at",
+        "taken_at",
+        "width",
+        "height",
+        "status",
+    )
+    if name.strip():
+        photos = photos.filter(pk__in=name_faces(user, name).values("photo"))
+    month = TruncMonth(Coalesce("taken_at", "created_at"))
+    return _with_faces(photos).annotate(month=month).order_by(month.desc(), "-id")
+
+
+def timeline_months(photos: QuerySet[Photo]) -> list[dict]:
+    """[{"month": datetime, "count": n}, ...] of a timeline queryset, newest first."""
+    # `month` is timeline_photos' annotation, which the type stubs cannot see.
+    months = photos.order_by().values("month")  # type: ignore[misc]
+    months = months.annotate(count=Count("id", distinct=True))
+    return list(months.order_by(F("month").desc()))
+
+
+def name_faces(user: AnyUser, name: str) -> QuerySet[Face]:
+    """Visible faces tagged with a visible person whose name contains `name`."""
+    people = visible_people(user).filter(name__icontains=name.strip()).values("pk")
+    return visible_faces(user).filter(person__in=people)
+
+
+def pending_faces(user: AnyUser) -> QuerySet[Face]:
+    """Faces waiting for a decision (automatic tags and suggestions) that the user may change,
+    nearest match first."""
+    return (
+        Face.objects.filter(photo__gallery__in=writable_galleries(user).values("pk"))
+        .filter(
+            Q(person__isnull=False, assignment=Face.Assignment.SUGGESTED)
+            | Q(person__isnull=True, suggested_person__isnull=False)
+        )
+        .select_related("photo", "photo__gallery", "person", "suggested_person")
+        .order_by("match_distance", "id")
+    )

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.urls import path
 
 from gallery import views
-from gallery.views import tagging
+from gallery.views import faces, people, photos, tagging, timeline
+from gallery.views.media import favicon
 from recognition.web import probe_views
 
 app_name = "gallery"
@@ -29,12 +30,20 @@ urlpatterns = [
     path("photos/<int:photo_id>/", views.photo_detail, name="photo-detail"),
     path("photos/<int:photo_id>/delete/", views.photo_delete, name="photo-delete"),
     path("photos/<int:photo_id>/reprocess/", views.photo_reprocess, name="photo-reprocess"),
+    path("photos/<int:photo_id>/download/", photos.photo_download, name="photo-download"),
+    path("photos/<int:photo_id>/faces/add/", faces.face_add, name="face-add"),
+    path("galleries/<int:gallery_id>/photos/bulk/", photos.photos_bulk, name="photos-bulk"),
     path("faces/<int:face_id>/", views.face_detail, name="face-detail"),
     path("faces/<int:face_id>/tag/", views.face_tag, name="face-tag"),
     path("faces/<int:face_id>/untag/", views.face_untag, name="face-untag"),
+    path("faces/<int:face_id>/not-a-face/", faces.face_not_face, name="face-not-face"),
+    path("faces/<int:face_id>/use/", faces.face_use, name="face-use"),
+    path("faces/<int:face_id>/ignore/", faces.face_ignore, name="face-ignore"),
     path("people/", views.person_list, name="person-list"),
     path("people/<int:person_id>/", views.person_detail, name="person-detail"),
     path("people/<int:person_id>/rename/", views.person_rename, name="person-rename"),
+    path("people/<int:person_id>/cover/", people.person_cover, name="person-cover"),
+    path("timeline/", timeline.timeline, name="timeline"),
     path("media/<path:path>", views.media, name="media"),
     # Suggestions, "not this person", unknown faces, merges (gallery/views/tagging.py).
     path("faces/<int:face_id>/confirm/", tagging.face_confirm, name="face-confirm"),
@@ -43,9 +52,12 @@ urlpatterns = [
     path("suggestions/bulk/", tagging.suggestion_bulk, name="suggestion-bulk"),
     path("people/unknown/", tagging.unknown_list, name="unknown-list"),
     path("people/unknown/name/", tagging.unknown_name, name="unknown-name"),
+    path("people/unknown/ignore/", tagging.unknown_ignore, name="unknown-ignore"),
     path("people/<int:person_id>/merge/", tagging.person_merge, name="person-merge"),
     path("people/<int:person_id>/hide/", tagging.person_hide, name="person-hide"),
     path("merges/<int:merge_id>/undo/", tagging.merge_undo, name="merge-undo"),
     # Search by face (recognition/web/probe_views.py).
     path("search/", probe_views.search, name="search"),
+    # Browsers ask for /favicon.ico whatever the page links to.
+    path("favicon.ico", favicon),
 ]

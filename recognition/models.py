@@ -71,11 +71,14 @@ class Template(models.Model):
 
 
 class ReviewDecision(models.Model):
-    """A reviewer's decision on a rejected face; these are labels for `train_ood`."""
+    """A person's decision on a face the filter judged (a reviewer's approve / reject of a
+    rejected face, or anyone's "not a face"); these are labels for `train_ood`."""
 
     class Decision(models.TextChoices):
         APPROVE = "approve", "Approve (in distribution)"
         REJECT = "reject", "Confirm rejection (out of distribution)"
+        # Any user with write access said the box holds no face: a label as strong as REJECT.
+        NOT_FACE = "not_face", "Not a face"
 
     face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="review_decisions")
     reviewer = models.ForeignKey(

@@ -100,7 +100,8 @@ def test_it_refuses_an_out_of_distribution_probe(
     outcome = response.context["outcome"]
     assert outcome.rejected and outcome.hits == []
     body = response.content.decode()
-    assert "This image is out-of-distribution, please choose another one" in body
+    assert "This face cannot be searched for: it is not clear enough" in body
+    assert "Too blurry to recognise reliably" in body and "Laplacian" not in body
     assert any("blur" in reason for reason in outcome.face.reasons)
     data = alice_client.post(API, {"image": _blurred("obama/obama1.jpg", 14)}).json()
     assert data["status"] == "out_of_distribution" and data["candidates"] == []

@@ -266,6 +266,49 @@ ENDPOINTS = [
     Endpoint("person merge", "post", _u("gallery:person-merge", PERSON), HTML_WRITE),
     Endpoint("person hide", "post", _u("gallery:person-hide", PERSON), HTML_WRITE),
     Endpoint("search page", "get", _u("gallery:search"), HTML_ANY_USER),
+    # People and photo pages (issue 14): drawing faces, "not a face", strangers, covers,
+    # downloads, bulk actions, the timeline.
+    Endpoint("photo download", "get", _u("gallery:photo-download", P), HTML_READ),
+    Endpoint(
+        "face drawn by hand",
+        "post",
+        _u("gallery:face-add", P),
+        HTML_WRITE,
+        data=lambda w, u: {"left": 300, "top": 200, "width": 90, "height": 90},
+    ),
+    # "Not a face" is a training label: the gallery's owner (or staff) decides.
+    Endpoint("face not a face", "post", _u("gallery:face-not-face", F), HTML_OWNER),
+    Endpoint("face is a face after all", "post", _u("gallery:face-use", F), HTML_OWNER),
+    Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_WRITE, data=lambda w, u: {}),
+    Endpoint(
+        "person cover",
+        "post",
+        _u("gallery:person-cover", PERSON),
+        HTML_WRITE,
+        data=lambda w, u: {"face": w.face.pk},
+    ),
+    Endpoint(
+        "photos bulk download",
+        "post",
+        _u("gallery:photos-bulk", G),
+        HTML_READ,
+        data=lambda w, u: {"action": "download", "photo": [w.photo.pk]},
+    ),
+    Endpoint(
+        "photos bulk delete",
+        "post",
+        _u("gallery:photos-bulk", G),
+        HTML_WRITE,
+        data=lambda w, u: {"action": "delete", "photo": [w.photo.pk]},
+    ),
+    Endpoint("timeline", "get", _u("gallery:timeline"), HTML_ANY_USER),
+    Endpoint(
+        "unknown ignore",
+        "post",
+        _u("gallery:unknown-ignore"),
+        codes(302, 302, 302, 302, 302),
+        data=lambda w, u: {"face": [w.face.pk]},
+    ),
     Endpoint(
         "api face search without image",
         "post",
@@ -357,7 +400,7 @@ def test_it_leaves_everything_unchanged_when_refused(actor: str, users: dict[str
     client = _client(actor, users)
     for endpoint in ENDPOINTS:
         # Refused requests, and the bulk forms that silently skip faces the user cannot write.
-        bulk = endpoint.name in {"suggestions bulk", "unknown name"}
+        bulk = endpoint.name in {"suggestions bulk", "unknown name", "unknown ignore"}
         if endpoint.method != "get" and (endpoint.expected[actor] in {403, 404} or bulk):
             data = endpoint.data(world, users)
             kwargs: dict[str, Any] = {}

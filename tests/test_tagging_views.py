@@ -58,7 +58,8 @@ def test_it_rejects_a_face_from_the_suggestions_list(
     )
     assert response.status_code == 200
     body = response.content.decode()
-    assert f'id="suggestion-{face.pk}"' in body and "Unknown now" in body
+    assert f'id="suggestion-{face.pk}"' in body and "not be offered as that person again" in body
+    assert "Noted: not Obama" in body  # the flash message rides along out of band
     assert FaceNotPerson.objects.filter(face=face, person=tagged["obama"]).exists()
     assert _pending(face) is None
 
@@ -92,7 +93,7 @@ def test_it_shows_the_person_tools_with_pending_count(
 ) -> None:
     response = alice_client.get(reverse("gallery:person-detail", args=[tagged["obama"].pk]))
     body = response.content.decode()
-    assert "Review 3 suggestions for Obama" in body
+    assert "Review 3 suggestions" in body
     assert reverse("gallery:person-merge", args=[tagged["obama"].pk]) not in body  # nobody else
 
 
@@ -101,7 +102,7 @@ def test_it_groups_unknown_faces_and_names_a_group(
 ) -> None:
     faces = [face_in_new_photo(gallery, p) for p in OBAMA + BIDEN]
     response = alice_client.get(reverse("gallery:unknown-list"))
-    groups = response.context["groups"]
+    groups = response.context["page"].object_list
     sets = [{f.pk for f in g.faces} for g in groups]
     assert {f.pk for f in faces[:4]} in sets
     assert {f.pk for f in faces[4:]} in sets

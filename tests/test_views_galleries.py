@@ -109,7 +109,7 @@ def test_it_flags_failed_photos_in_the_grid_with_their_error(
 ) -> None:
     PhotoFactory(gallery=gallery, status=Photo.Status.FAILED, error="the file is bad", thumbnail="")
     html = alice_client.get(reverse("gallery:gallery-detail", args=[gallery.pk])).content.decode()
-    assert 'title="the file is bad">failed</span>' in html
+    assert 'title="the file is bad">could not be read</span>' in html
 
 
 def test_it_shows_the_upload_form_to_editors_but_not_to_viewers(

@@ -41,10 +41,18 @@ def test_it_shows_each_face_with_crop_name_and_filter_status(
     )
     html = alice_client.get(reverse("gallery:photo-detail", args=[world.photo.pk])).content.decode()
     assert html.count('class="face-card') == 2
-    assert "<strong>Ann</strong>" in html and "unknown" in html
-    assert "Rejected (out of distribution)" in html and "score 3.25" in html
-    assert "face 30 px, below the 40 px minimum" in html and "<li>blurred</li>" in html
+    assert "<strong>Ann</strong>" in html and ">Confirmed</span>" in html
+    # Plain words for everyone; the numbers behind them only for staff.
+    assert ">Not used for matching</span>" in html
+    assert "<li>Face is very small</li>" in html
+    assert "<li>Too blurry to recognise reliably</li>" in html
+    assert "score" not in html.lower() and "30 px" not in html
     assert reverse("gallery:media", kwargs={"path": world.face.crop.name}) in html
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    html = alice_client.get(reverse("gallery:photo-detail", args=[world.photo.pk])).content.decode()
+    assert '<details class="staff-details">' in html and "Filter score 3.25" in html
+    assert "face 30 px, below the 40 px minimum" in html
 
 
 def test_it_shows_the_error_of_a_failed_photo(alice: User, alice_client: Client) -> None:
@@ -67,7 +75,8 @@ def test_it_tags_a_face_with_a_new_person_by_name(
     )
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.lstrip().startswith(f'<article class="face-card" id="face-{face.pk}">')
+    card = f'<article class="face-card state-confirmed" id="face-{face.pk}"'
+    assert html.lstrip().startswith(card)
     assert "<strong>Zoë</strong>" in html
     assert f'id="box-{face.pk}"' in html and 'hx-swap-oob="true"' in html  # the box follows
     assert '<datalist id="people-options" hx-swap-oob="true">' in html
@@ -103,7 +112,7 @@ def test_it_refuses_two_faces_of_one_photo_for_the_same_person_inline(
     )
     assert response.status_code == 422  # swapped in by the page's htmx config
     html = response.content.decode()
-    assert 'class="face-card has-error"' in html
+    assert 'class="face-card state-unknown has-error"' in html
     assert "Ann is already tagged on another face in this photo" in html
     face.refresh_from_db()
     assert face.person is None
@@ -127,7 +136,7 @@ def test_it_untags_a_face(alice: User, alice_client: Client) -> None:
     world = make_world(alice)
     response = alice_client.post(reverse("gallery:face-untag", args=[world.face.pk]), headers=HTMX)
     assert response.status_code == 200
-    assert "unknown" in response.content.decode()
+    assert ">Unknown</span>" in response.content.decode()
     world.face.refresh_from_db()
     assert world.face.person is None and world.face.assignment == Face.Assignment.NONE
 
@@ -138,7 +147,7 @@ def test_it_offers_a_suggestion_as_one_click(alice: User, alice_client: Client) 
         photo=world.photo, left=400, suggested_person=PersonFactory(owner=alice, name="Cleo")
     )
     html = alice_client.get(reverse("gallery:photo-detail", args=[world.photo.pk])).content.decode()
-    assert "maybe <strong>Cleo</strong>?" in html
+    assert "Maybe <a" in html and "<strong>Cleo</strong></a>?" in html
     assert "Yes, Cleo</button>" in html
     alice_client.post(
         reverse("gallery:face-tag", args=[face.pk]), {"person": face.suggested_person_id}

@@ -79,7 +79,8 @@ def test_it_keeps_polling_while_any_photo_is_unfinished(
     PhotoFactory(gallery=gallery, batch=batch, status=Photo.Status.PROCESSING)
     url = reverse("gallery:batch-progress", args=[gallery.pk, batch.pk])
     html = alice_client.get(url).content.decode()
-    assert f'hx-get="{url}" hx-trigger="every 2s" hx-swap="outerHTML"' in html
+    # `seen`: how many had finished, so the next poll can tell the page to refresh its grid.
+    assert f'hx-get="{url}?seen=1" hx-trigger="every 2s" hx-swap="outerHTML"' in html
     assert 'aria-valuenow="50"' in html
 
 

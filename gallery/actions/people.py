@@ -1,4 +1,4 @@
-"""People of a library: create, rename, hide.
+"""People of a library: create, rename, hide, choose a cover face.
 
 Which faces a person has is the job of recognition/actions/identity.py.
 """
@@ -9,7 +9,27 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from gallery.actions.common import ActionError, clean_text
-from gallery.models import FaceEvent, Person
+from gallery.models import Face, FaceEvent, Person
+
+
+class SameNameError(ActionError):
+    """Another person of the library already has the name: offer a merge instead."""
+
+    def __init__(self, existing: Person) -> None:
+        super().__init__(f"There is already a person called {existing.name}.")
+        self.existing = existing
+
+
+def same_name(person: Person, name: str) -> Person | None:
+    """Another live person of `person`'s library called `name` (case and spaces ignored)."""
+    return (
+        Person.objects.filter(
+            owner_id=person.owner_id, name__iexact=name.strip(), merged_into__isnull=True
+        )
+        .exclude(pk=person.pk)
+        .order_by("id")
+        .first()
+    )
 
 
 @transaction.atomic
@@ -35,10 +55,17 @@ def do_get_or_create_person(owner: User, name: str, by: User) -> Person:
 
 
 @transaction.atomic
-def do_rename_person(person: Person, name: str, by: User) -> Person:
+def do_rename_person(
+    person: Person, name: str, by: User, *, allow_same_name: bool = False
+) -> Person:
+    """Rename a person. A name another person of the library has raises SameNameError (the
+    page offers a merge) unless the caller says two people may share it."""
     cleaned = clean_text(name, limit=200)
     if not cleaned:
         raise ActionError("A person needs a name.")
+    existing = same_name(person, cleaned)
+    if existing is not None and not allow_same_name:
+        raise SameNameError(existing)
     previous = person.name
     person.name = cleaned
     person.save(update_fields=["name", "updated_at"])
@@ -61,5 +88,27 @@ def do_hide_person(person: Person, by: User, *, hidden: bool = True) -> Person:
         person=person,
         action=FaceEvent.Action.PERSON_HIDDEN if hidden else FaceEvent.Action.PERSON_SHOWN,
         data={},
+    )
+    return person
+
+
+@transaction.atomic
+def do_set_cover_face(person: Person, face: Face | None, by: User) -> Person:
+    """Show `face` for the person on the people pages (None: back to the newest confirmed one).
+
+    The face must be one of the person's confirmed faces.
+    """
+    if face is not None and (
+        face.person_id != person.pk or face.assignment != Face.Assignment.CONFIRMED
+    ):
+        raise ActionError(f"Only a confirmed face of {person.name} can be their cover.")
+    person.cover_face = face
+    person.save(update_fields=["cover_face", "updated_at"])
+    FaceEvent.objects.create(
+        user=by,
+        person=person,
+        face=face,
+        action=FaceEvent.Action.PERSON_COVER_SET,
+        data={"face": face.pk if face else None},
     )
     return person

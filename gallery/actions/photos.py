@@ -1,15 +1,19 @@
-"""Photos: the only writer of `Photo.status` (upload, claim, finish, fail, requeue, delete).
+"""Photos: the only writer of `Photo.status` (upload, claim, finish, fail, requeue, delete)
+and of where a photo lives (move).
 
 Processing itself (recognition/actions/processing.py) calls these to move a photo between states.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -23,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from faceweb.queue import PROCESS_PHOTO, enqueue_on_commit
 from gallery.actions.common import ActionError, clean_file_name
-from gallery.models import FaceEvent, Gallery, Photo, UploadBatch
+from gallery.models import Face, FaceEvent, Gallery, Photo, UploadBatch
 from recognition.core.images import bomb_message
 from recognition.index.enrolment import sync_face_templates
 
@@ -219,3 +223,76 @@ def delete_stored_files(names: Iterable[str]) -> None:
     for name in names:
         if name:
             default_storage.delete(name)
+
+
+@dataclass
+class MoveResult:
+    moved: list[Photo] = field(default_factory=list)
+    skipped: list[tuple[Photo, str]] = field(default_factory=list)
+
+
+def _moved_name(name: str, gallery_id: int) -> str:
+    """The stored name of a file once its photo is in another gallery (the gallery id is the
+    second path part, which gallery.views.media checks access by)."""
+    kind, _old, base = name.split("/", 2)
+    return f"{kind}/{gallery_id}/{base}"
+
+
+def _copy_stored(name: str, new_name: str) -> None:
+    if not default_storage.exists(name):
+        return  # nothing to carry (a file lost earlier must not block the move)
+    try:
+        source, target = default_storage.path(name), default_storage.path(new_name)
+    except NotImplementedError:
+        with default_storage.open(name, "rb") as fh:
+            default_storage.save(new_name, fh)
+        return
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    os.link(source, target)  # same file system: no copy; the old name goes after commit
+
+
+@transaction.atomic
+def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveResult:
+    """Move photos (with their faces and tags) into another gallery of the same owner.
+
+    Caller checked write access to the photos' galleries and to `target`. People belong to the
+    owner's library, so a move to another owner's gallery is refused. A photo already in the
+    target gallery (same file) is skipped with the reason.
+    """
+    result = MoveResult()
+    for photo in photos:
+        if photo.gallery_id == target.pk:
+            result.skipped.append((photo, "it is already in that gallery"))
+            continue
+        if photo.gallery.owner_id != target.owner_id:
+            result.skipped.append((photo, "it belongs to another owner's library"))
+            continue
+        if Photo.objects.filter(gallery=target, sha256=photo.sha256).exists():
+            result.skipped.append((photo, "the same photo is already in that gallery"))
+            continue
+        faces = list(photo.faces.only("pk", "crop"))
+        files = [photo.original, photo.thumbnail, photo.preview, *(f.crop for f in faces)]
+        old = [f.name for f in files if f.name]
+        for name in old:
+            _copy_stored(name, _moved_name(name, target.pk))
+        with transaction.atomic():
+            source_id = photo.gallery_id
+            photo.gallery = target
+            photo.batch = None
+            for field_file in (photo.original, photo.thumbnail, photo.preview):
+                if field_file.name:
+                    field_file.name = _moved_name(field_file.name, target.pk)
+            photo.save(update_fields=["gallery", "batch", "original", "thumbnail", "preview"])
+            for face in faces:
+                if face.crop.name:
+                    face.crop.name = _moved_name(face.crop.name, target.pk)
+            Face.objects.bulk_update(faces, ["crop"])
+            sync_face_templates([f.pk for f in faces])
+            FaceEvent.objects.create(
+                user=by,
+                action=FaceEvent.Action.PHOTO_MOVED,
+                data={"photo": photo.pk, "from": source_id, "to": target.pk},
+            )
+            transaction.on_commit(functools.partial(delete_stored_files, old))
+        result.moved.append(photo)
+    return result

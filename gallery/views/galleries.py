@@ -7,7 +7,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from faceweb.http import AuthedRequest
 from gallery import queries
-from gallery.access import Role, access_batch, access_gallery, access_member
+from gallery.access import Role, access_batch, access_gallery, access_member, writable_galleries
 from gallery.actions.common import ActionError
 from gallery.actions.galleries import (
     do_create_gallery,
@@ -56,6 +55,7 @@ def gallery_create(request: AuthedRequest) -> HttpResponse:
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:
+            messages.success(request, f"Created the gallery {gallery.name}. Add photos below.")
             return redirect("gallery:gallery-detail", gallery_id=gallery.pk)
     return _render_list(request, form, status=400)
 
@@ -75,22 +75,27 @@ def _render_list(request: AuthedRequest, form: GalleryForm, status: int = 200) -
 @require_GET
 @login_required
 def gallery_detail(request: AuthedRequest, gallery_id: int) -> HttpResponse:
+    """The gallery page; only its photo grid for htmx requests aimed at it (sorting, filtering,
+    and the refresh an upload's progress panel triggers as photos finish)."""
     gallery, role = access_gallery(request.user, gallery_id)
-    photos = (
-        gallery.photos.only(
-            "id", "original_name", "status", "error", "thumbnail", "gallery_id", "created_at"
-        )
-        .annotate(face_count=Count("faces"))
-        .order_by("-created_at", "-id")
-    )
-    page = paginate(request, photos, PHOTOS_PER_PAGE)
+    filters = queries.PhotoFilters.from_query(request.GET)
+    page = paginate(request, queries.gallery_photos(gallery, filters), PHOTOS_PER_PAGE)
+    grid = {
+        "gallery": gallery,
+        "page": page,
+        "filters": filters,
+        "can_write": role.can_write,
+        "people_in_gallery": list(queries.gallery_people(gallery)),
+        "sorts": [(key, label) for key, (label, _order) in queries.PhotoFilters.SORTS.items()],
+        "targets": _move_targets(request, gallery) if role.can_write else [],
+    }
+    if request.htmx and request.htmx.target == "photo-grid":
+        return render(request, "gallery/_photo_grid.html", grid)
     batches = _batches_to_show(request, gallery)
     context: dict[str, Any] = {
-        "gallery": gallery,
+        **grid,
         "role": role,
-        "can_write": role.can_write,
         "is_owner": role is Role.OWNER,
-        "page": page,
         "batches": [_batch_context(gallery, batch) for batch in batches],
         "edit_form": _edit_form(gallery),
         "share_form": ShareForm(),
@@ -98,6 +103,17 @@ def gallery_detail(request: AuthedRequest, gallery_id: int) -> HttpResponse:
         "max_upload_bytes": settings.FACEWEB_MAX_UPLOAD_BYTES,
     }
     return render(request, "gallery/gallery_detail.html", context)
+
+
+def _move_targets(request: AuthedRequest, gallery: Gallery) -> list[Gallery]:
+    """Other galleries of the same owner the user may add photos to (bulk "move to")."""
+    return list(
+        writable_galleries(request.user)
+        .filter(owner_id=gallery.owner_id)
+        .exclude(pk=gallery.pk)
+        .only("id", "name")
+        .order_by("name")
+    )
 
 
 def _batches_to_show(request: AuthedRequest, gallery: Gallery) -> list[UploadBatch]:
@@ -160,6 +176,8 @@ def gallery_update(request: AuthedRequest, gallery_id: int) -> HttpResponse:
             )
         except ActionError as exc:
             form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Saved the gallery's name, description and tags.")
     if request.htmx:
         context = {
             "gallery": gallery,
@@ -191,10 +209,14 @@ def gallery_share(request: AuthedRequest, gallery_id: int) -> HttpResponse:
     gallery, _ = access_gallery(request.user, gallery_id, owner_only=True)
     form = ShareForm(request.POST)
     if form.is_valid():
+        user, role = form.cleaned_data["username"], form.cleaned_data["role"]
         try:
-            do_share_gallery(gallery, form.cleaned_data["username"], form.cleaned_data["role"])
+            do_share_gallery(gallery, user, role)
         except ActionError as exc:
             form.add_error("username", str(exc))
+        else:
+            can = "view" if role == GalleryMember.Role.VIEWER else "upload and tag"
+            messages.success(request, f"{user.get_username()} can now {can} in this gallery.")
     return _members_response(request, gallery, form)
 
 
@@ -203,6 +225,7 @@ def gallery_share(request: AuthedRequest, gallery_id: int) -> HttpResponse:
 def gallery_unshare(request: AuthedRequest, gallery_id: int, user_id: int) -> HttpResponse:
     member, _ = access_member(request.user, gallery_id, user_id)
     do_unshare_gallery(member.gallery, member.user)
+    messages.success(request, f"Stopped sharing with {member.user.get_username()}.")
     return _members_response(request, member.gallery, ShareForm())
 
 
@@ -261,4 +284,11 @@ def photo_upload(request: AuthedRequest, gallery_id: int) -> HttpResponse:
 def batch_progress(request: AuthedRequest, gallery_id: int, batch_id: int) -> HttpResponse:
     """The polled progress panel; it leaves out its polling trigger once every photo finished."""
     batch, _ = access_batch(request.user, gallery_id, batch_id)
-    return render(request, "gallery/_batch.html", _batch_context(batch.gallery, batch))
+    context = _batch_context(batch.gallery, batch)
+    response = render(request, "gallery/_batch.html", context)
+    seen = request.GET.get("seen", "")
+    progress = context["progress"]
+    if seen.isdigit() and int(seen) != progress.done + progress.failed:
+        # More photos finished since the last poll: the page refreshes its grid.
+        response["HX-Trigger"] = "photos-changed"
+    return response

@@ -10,7 +10,15 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+)
+from django.templatetags.static import static
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from faceweb.http import AuthedRequest
@@ -49,7 +57,8 @@ def media(request: AuthedRequest, path: str) -> HttpResponse:
     return _file_response(path, download_name)
 
 
-def _file_response(name: str, download_name: str) -> HttpResponse:
+def _file_response(name: str, download_name: str, *, attachment: bool = False) -> HttpResponse:
+    """A stored file; `attachment`: saved by the browser as `download_name`, never shown."""
     suffix = Path(name).suffix.lower()
     content_type = (
         mimetypes.guess_type(name)[0] if suffix in IMAGE_TYPES else None
@@ -59,6 +68,8 @@ def _file_response(name: str, download_name: str) -> HttpResponse:
         # nginx sends the bytes from an `internal` location mapped onto MEDIA_ROOT.
         response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + name
+        if attachment:
+            response["Content-Disposition"] = content_disposition_header(True, download_name)
     else:
         if not default_storage.exists(name):
             raise Http404("No such file.")
@@ -66,8 +77,14 @@ def _file_response(name: str, download_name: str) -> HttpResponse:
             default_storage.open(name, "rb"),
             content_type=content_type,
             filename=download_name or None,
-            as_attachment=content_type == "application/octet-stream",
+            as_attachment=attachment or content_type == "application/octet-stream",
         )
     # Private: a shared cache must never hand one user's photo to another.
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page links to: send them to the icon."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))

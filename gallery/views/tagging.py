@@ -4,14 +4,11 @@ the "who is unknown" page that names a whole group at once, merges with undo, hi
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from dataclasses import dataclass
-
-import numpy as np
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db import IntegrityError
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from faceweb.http import AuthedRequest
 from gallery import queries
-from gallery.access import AnyUser, access_face, access_merge, access_person, writable_galleries
+from gallery.access import access_face, access_merge, access_person, writable_galleries
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_get_or_create_person, do_hide_person
 from gallery.models import Face
@@ -29,31 +26,19 @@ from gallery.views.faces import _face_response
 from recognition.actions.identity import (
     do_confirm_suggestion,
     do_confirm_suggestions,
+    do_ignore_faces,
     do_merge_people,
     do_reject_suggestion,
     do_reject_suggestions,
     do_tag_faces,
     do_undo_merge,
 )
+from recognition.index.unknown import UNKNOWN_LIMIT, ignored_faces, unknown_groups
 
 SUGGESTIONS_PER_PAGE = 60
-# The unknown page clusters at most this many faces (newest first): a few hundred faces
-# cluster in well under a second, and nobody names more groups than that in one sitting.
-UNKNOWN_LIMIT = 600
-UNKNOWN_GROUPS_SHOWN = 60
-
-
-def pending_faces(user: AnyUser) -> QuerySet[Face]:
-    """Faces waiting for a decision (automatic tags and suggestions) that the user may change."""
-    return (
-        Face.objects.filter(photo__gallery__in=writable_galleries(user).values("pk"))
-        .filter(
-            Q(person__isnull=False, assignment=Face.Assignment.SUGGESTED)
-            | Q(person__isnull=True, suggested_person__isnull=False)
-        )
-        .select_related("photo", "photo__gallery", "person", "suggested_person")
-        .order_by("match_distance", "id")
-    )
+# "Who is unknown?" shows this many groups per page (a compact grid, biggest first).
+GROUPS_PER_PAGE = 24
+IGNORED_PER_PAGE = 96
 
 
 def _selected_faces(request: AuthedRequest) -> list[Face]:
@@ -65,17 +50,21 @@ def _selected_faces(request: AuthedRequest) -> list[Face]:
     )
 
 
-def _single_response(request: AuthedRequest, face: Face, error: str = "") -> HttpResponse:
+def _single_response(
+    request: AuthedRequest, face: Face, error: str = "", message: str = ""
+) -> HttpResponse:
     """The photo page's face card, or the suggestion card when the suggestions list asked."""
     face, role = access_face(request.user, face.pk)
     if request.POST.get("view") == "suggestion" and request.htmx:
+        if message and not error:
+            messages.success(request, message)
         return render(
             request,
             "gallery/_suggestion.html",
             {"face": face, "error": error, "done": True},
             status=422 if error else 200,
         )
-    return _face_response(request, face, role, error=error)
+    return _face_response(request, face, role, error=error, message=message)
 
 
 @require_POST
@@ -90,24 +79,29 @@ def face_confirm(request: AuthedRequest, face_id: int) -> HttpResponse:
         return _single_response(
             request, face, "Someone else tagged this photo at the same time; try again."
         )
-    return _single_response(request, face)
+    name = face.person.name if face.person else ""
+    return _single_response(request, face, message=f"Confirmed: this is {name}.")
 
 
 @require_POST
 @login_required
 def face_reject(request: AuthedRequest, face_id: int) -> HttpResponse:
     face, _ = access_face(request.user, face_id, for_write=True)
+    offered = face.person or face.suggested_person
     try:
         do_reject_suggestion(face, by=request.user)
     except ActionError as exc:
         return _single_response(request, face, str(exc))
-    return _single_response(request, face)
+    name = offered.name if offered else "that person"
+    return _single_response(
+        request, face, message=f"Noted: not {name}. It will not be suggested again."
+    )
 
 
 @require_GET
 @login_required
 def suggestion_list(request: AuthedRequest) -> HttpResponse:
-    faces = pending_faces(request.user)
+    faces = queries.pending_faces(request.user)
     person = None
     if request.GET.get("person", "").isdigit():
         person, _ = access_person(request.user, int(request.GET["person"]))
@@ -145,73 +139,63 @@ def suggestion_bulk(request: AuthedRequest) -> HttpResponse:
     return redirect(back)
 
 
-@dataclass
-class UnknownGroup:
-    key: str
-    faces: list[Face]
-    suggested_name: str
-
-
-def unknown_groups(user: AnyUser) -> tuple[list[UnknownGroup], int]:
-    """Unknown trusted faces of the user's own library, grouped by likely identity.
-
-    Returns the groups (largest first) and how many unknown faces there are in all.
-    """
-    from gallery.models import trusted_q
-    from recognition.core.calibration import thresholds
-    from recognition.core.matching import cluster_faces
-
-    unknown = Face.objects.filter(
-        trusted_q(),
-        photo__gallery__owner=user,
-        person__isnull=True,
-        embedding__isnull=False,
-    )
-    total = unknown.count()
-    faces = list(
-        unknown.select_related("photo", "suggested_person").order_by("-id")[:UNKNOWN_LIMIT]
-    )
-    by_version: dict[str, list[Face]] = defaultdict(list)
-    for face in faces:
-        by_version[face.embedder_version].append(face)
-    groups: list[UnknownGroup] = []
-    for version, members in by_version.items():
-        try:
-            limit = thresholds(version).same
-        except LookupError:
-            continue
-        rows = cluster_faces(
-            np.stack([np.asarray(f.embedding, dtype=np.float32) for f in members]),
-            limit,
-            photo_ids=[f.photo_id for f in members],
-        )
-        for rows_ in rows:
-            group = [members[i] for i in rows_]
-            names = Counter(f.suggested_person.name for f in group if f.suggested_person)
-            top = names.most_common(1)
-            groups.append(
-                UnknownGroup(
-                    key=f"g{group[0].pk}",
-                    faces=group,
-                    suggested_name=top[0][0] if top and top[0][1] * 2 > len(group) else "",
-                )
-            )
-    groups.sort(key=lambda g: (-len(g.faces), -g.faces[0].pk))
-    return groups, total
-
-
 @require_GET
 @login_required
 def unknown_list(request: AuthedRequest) -> HttpResponse:
+    """Unnamed faces of the user's own library in groups of likely one person, biggest first;
+    `?show=ignored` lists the faces ignored as strangers instead."""
+    if request.GET.get("show") == "ignored":
+        faces = ignored_faces(request.user).order_by("-id")
+        ignored: dict[str, object] = {
+            "ignored": paginate(request, faces, IGNORED_PER_PAGE),
+            "show": "ignored",
+        }
+        return render(request, "gallery/unknown.html", ignored)
     groups, total = unknown_groups(request.user)
+    page = Paginator(groups, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
+    pages = {g.key: n for n in range(1, page.paginator.num_pages + 1) for g in _page_of(groups, n)}
     context = {
-        "groups": groups[:UNKNOWN_GROUPS_SHOWN],
-        "hidden_groups": max(0, len(groups) - UNKNOWN_GROUPS_SHOWN),
+        "page": page,
+        "group_pages": pages,
         "total": total,
         "limit": UNKNOWN_LIMIT,
+        "ignored_count": ignored_faces(request.user).count(),
         "people": queries.library_people(request.user.pk),
+        "show": "groups",
     }
     return render(request, "gallery/unknown.html", context)
+
+
+def _page_of(groups: list, number: int) -> list:
+    return groups[(number - 1) * GROUPS_PER_PAGE : number * GROUPS_PER_PAGE]
+
+
+@require_POST
+@login_required
+def unknown_ignore(request: AuthedRequest) -> HttpResponse:
+    """Ignore the selected faces as strangers (`ignored=0`: stop ignoring them)."""
+    ignored = request.POST.get("ignored", "1") != "0"
+    faces = [f for f in _selected_faces(request) if f.photo.gallery.owner_id == request.user.pk]
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("gallery:unknown-list")
+    if not faces:
+        messages.warning(request, "Select at least one face.")
+        return redirect(back)
+    done, errors = do_ignore_faces(faces, by=request.user, ignored=ignored)
+    n = len(done)
+    faces_word = f"{n} face{'s' if n != 1 else ''}"
+    if ignored:
+        messages.success(
+            request,
+            f"Ignored {faces_word}: they are not matched or asked about. "
+            "Find them under “Ignored faces”.",
+        )
+    else:
+        messages.success(request, f"Stopped ignoring {faces_word}; they are matched again.")
+    for face, error in errors:
+        messages.warning(request, f"A face in {face.photo.original_name} was skipped: {error}")
+    return redirect(back)
 
 
 @require_POST
@@ -220,21 +204,24 @@ def unknown_name(request: AuthedRequest) -> HttpResponse:
     """Name the selected faces of a group (faces of the user's own library only)."""
     name = request.POST.get("name", "").strip()
     faces = [f for f in _selected_faces(request) if f.photo.gallery.owner_id == request.user.pk]
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("gallery:unknown-list")
     if not faces or not name:
         messages.error(request, "Select faces and type a name.")
-        return redirect("gallery:unknown-list")
+        return redirect(back)
     try:
         person = do_get_or_create_person(request.user, name, by=request.user)
     except ActionError as exc:
         messages.error(request, str(exc))
-        return redirect("gallery:unknown-list")
+        return redirect(back)
     tagged, errors = do_tag_faces(faces, person, by=request.user)
     messages.success(
         request, f"Named {len(tagged)} face{'s' if len(tagged) != 1 else ''} {person.name}."
     )
     for face, error in errors:
-        messages.warning(request, f"Face {face.pk} was skipped: {error}")
-    return redirect("gallery:unknown-list")
+        messages.warning(request, f"A face in {face.photo.original_name} was skipped: {error}")
+    return redirect(back)
 
 
 @require_POST
@@ -276,7 +263,13 @@ def person_hide(request: AuthedRequest, person_id: int) -> HttpResponse:
     hidden = request.POST.get("hidden", "1") != "0"
     do_hide_person(person, by=request.user, hidden=hidden)
     if hidden:
-        messages.success(request, f"{person.name} is hidden from the people page.")
+        messages.success(
+            request,
+            f"{person.name} is hidden from the people page. Find them again under “Hidden people”.",
+        )
     else:
         messages.success(request, f"{person.name} is shown on the people page again.")
+    back = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
     return redirect("gallery:person-detail", person_id=person.pk)

@@ -269,6 +269,77 @@ def do_reject_suggestions(
     return rejected, errors
 
 
+# Strangers and false detections ---------------------------------------------------------------
+
+_IDENTITY_FIELDS = [
+    "person",
+    "suggested_person",
+    "match_distance",
+    "assignment",
+    "assigned_by",
+    "assigned_at",
+]
+
+
+def _set_identity(
+    face: Face, by: User, assignment: str, action: FaceEvent.Action, data: dict | None = None
+) -> None:
+    """Drop the face's tag and suggestion and give it `assignment` (caller holds the lock)."""
+    previous = face.person_id or face.suggested_person_id
+    face.person = None
+    face.suggested_person = None
+    face.match_distance = None
+    face.assignment = assignment
+    face.assigned_by = by
+    face.assigned_at = timezone.now()
+    face.save(update_fields=_IDENTITY_FIELDS)
+    FaceEvent.objects.create(
+        user=by,
+        face=face,
+        person_id=previous,
+        action=action,
+        data={"previous_person": previous, **(data or {})},
+    )
+
+
+@transaction.atomic
+def do_ignore_faces(
+    faces: Iterable[Face], by: User, *, ignored: bool = True
+) -> tuple[list[Face], list[tuple[Face, str]]]:
+    """Ignore faces of strangers (kept out of "Who is unknown?" and of matching), or stop
+    ignoring them (they are matched again). A confirmed face is never ignored: untag it first.
+    Caller checked write access to every face's gallery.
+    """
+    changed: list[Face] = []
+    errors: list[tuple[Face, str]] = []
+    for face in faces:
+        with transaction.atomic():
+            _lock_and_refresh(face)
+            if ignored and face.assignment == Face.Assignment.CONFIRMED:
+                errors.append((face, "A named face cannot be ignored; untag it first."))
+                continue
+            if ignored == (face.assignment == Face.Assignment.IGNORED):
+                continue  # already as asked: a double click records nothing twice
+            if ignored:
+                _set_identity(face, by, Face.Assignment.IGNORED, FaceEvent.Action.FACE_IGNORED)
+            else:
+                _set_identity(face, by, Face.Assignment.NONE, FaceEvent.Action.FACE_UNIGNORED)
+        changed.append(face)
+    if changed and not ignored:
+        do_match_faces(changed)
+    return changed, errors
+
+
+def clear_identity(
+    face: Face, by: User, action: FaceEvent.Action, data: dict | None = None
+) -> None:
+    """Drop every tag and suggestion of a face that turned out to be no face at all (`action`
+    names why in the audit log). Caller holds a transaction, then syncs templates and
+    re-matches the photo."""
+    _lock_and_refresh(face)
+    _set_identity(face, by, Face.Assignment.NONE, action, data)
+
+
 # Merges ----------------------------------------------------------------------------------------
 
 
@@ -389,6 +460,9 @@ def do_undo_merge(merge: PersonMerge, by: User) -> Person:
 # The matcher's decisions ---------------------------------------------------------------------
 
 
+# Faces the matcher never decides again: named by a person, or ignored as strangers.
+SETTLED = frozenset({Face.Assignment.CONFIRMED, Face.Assignment.IGNORED})
+
 # Enough neighbours for the look-alike margin after "not this person" exclusions.
 MATCH_TOP_N = 4
 
@@ -507,8 +581,8 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
     Every face of the photos involved that is not CONFIRMED is decided again, together, so one
     person never lands on two faces of a photo. Confident matches are tagged (assignment
     "suggested", person set), near ones become suggestions, the rest are unknown; untrusted
-    faces lose any automatic tag. Confirmed tags are never touched. Changes are FaceEvents with
-    no user (the matcher).
+    faces lose any automatic tag. Confirmed tags and ignored faces are never touched. Changes
+    are FaceEvents with no user (the matcher).
     """
 
     photo_ids = {f.photo_id for f in faces}
@@ -516,9 +590,7 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
         return {}
     rows = list(Face.objects.filter(photo_id__in=photo_ids).select_related("photo__gallery"))
     open_faces = [
-        f
-        for f in rows
-        if f.assignment != Face.Assignment.CONFIRMED and f.is_trusted and f.embedding is not None
+        f for f in rows if f.assignment not in SETTLED and f.is_trusted and f.embedding is not None
     ]
     candidates = _candidates(open_faces) if open_faces else {}
     by_photo: dict[int, list[Face]] = defaultdict(list)
@@ -543,7 +615,7 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
             )
         )
     for face in rows:
-        if face.assignment != Face.Assignment.CONFIRMED and face.pk not in decided:
+        if face.assignment not in SETTLED and face.pk not in decided:
             decided[face.pk] = matching.FaceMatch(face.pk, matching.Decision.UNKNOWN)
     _store_matches(photo_ids, decided)
     return decided
@@ -567,7 +639,7 @@ def _store_matches(photo_ids: set[int], decided: dict[int, matching.FaceMatch]) 
         changes: list[tuple[Face, tuple[int | None, str, int | None, float | None]]] = []
         for face in locked:
             match = decided.get(face.pk)
-            if match is None or face.assignment == Face.Assignment.CONFIRMED:
+            if match is None or face.assignment in SETTLED:
                 continue
             state = _target_state(match)
             if (face.photo_id, state[0]) in held or (face.photo_id, state[2]) in held:
@@ -654,7 +726,7 @@ def do_rematch_near_faces(face_ids: Iterable[int]) -> int:
                 embedder_version=face.embedder_version,
                 embedding__isnull=False,
             )
-            .exclude(assignment=Face.Assignment.CONFIRMED)
+            .exclude(assignment__in=SETTLED)
             .annotate(d=L2Distance("embedding", _embedding(face)))
             .filter(d__lt=limit)
             .order_by("d")

@@ -9,17 +9,20 @@ reviewer can approve it from the review queue.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from gallery.actions.common import ActionError
 from gallery.actions.photos import delete_stored_files, do_fail_photo, do_finish_photo
-from gallery.models import Face, Photo
+from gallery.models import Face, FaceEvent, Photo
 from recognition.actions.identity import (
     carry_not_persons,
     carry_over,
@@ -27,8 +30,9 @@ from recognition.actions.identity import (
     not_person_rows,
 )
 from recognition.core import ood
+from recognition.core.geometry import iou
 from recognition.core.images import BadImage, crop_with_margin, decode_image, jpeg_bytes
-from recognition.core.pipeline import AnalysedFace, analyse_image
+from recognition.core.pipeline import AnalysedFace, analyse_box, analyse_image
 from recognition.index.enrolment import sync_face_templates
 from recognition.runtime import detector_config, embedder
 from recognition.runtime import rules as ood_rules
@@ -87,8 +91,13 @@ def do_process_photo(photo: Photo) -> list[Face]:
 
     with transaction.atomic():
         old_faces = list(Face.objects.select_for_update().filter(photo=photo))
+        # Faces drawn by hand stay; a detection on top of one is the same face, found again.
+        drawn = [f for f in old_faces if f.manual]
+        old_faces = [f for f in old_faces if not f.manual]
         new_faces = [
-            _face_row(photo, a, v, model.version) for a, v in zip(analysed, verdicts, strict=True)
+            _face_row(photo, a, v, model.version)
+            for a, v in zip(analysed, verdicts, strict=True)
+            if not _covers(a, drawn)
         ]
         carry_over(old_faces, new_faces)
         for face in new_faces:
@@ -125,3 +134,90 @@ def _assess(analysed: Sequence[AnalysedFace], embedder_version: str) -> list[ood
         ood_rules(),
         embedder_version,
     )
+
+
+def _ltrb(face: Face) -> tuple[int, int, int, int]:
+    return face.left, face.top, face.left + face.width, face.top + face.height
+
+
+def _covers(analysed: AnalysedFace, drawn: Sequence[Face]) -> bool:
+    det = analysed.detection
+    box = (det.left, det.top, det.right, det.bottom)
+    return any(iou(box, _ltrb(f)) >= 0.5 for f in drawn)
+
+
+def _clamp(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, width, height) cut to the image."""
+    left, top = max(0, box[0]), max(0, box[1])
+    right, bottom = min(width, box[0] + box[2]), min(height, box[1] + box[3])
+    return left, top, max(0, right - left), max(0, bottom - top)
+
+
+def _missing_det_score() -> float:
+    """The detection score given to a drawn face the detector did not find itself.
+
+    It has none, and the filter reads a 0 as "barely a face": a clear face drawn by hand was
+    rejected for that alone. The filter gets the average score of its training faces instead,
+    so it judges the face on everything else.
+    """
+    model = ood.get_model()
+    if model is None or "det_score" not in model.spec.features:
+        return 0.0
+    return float(model.spec.mean[model.spec.features.index("det_score")])
+
+
+# A box smaller than this (in original pixels) is a slip of the mouse, not a face.
+MIN_DRAWN_PX = 12
+
+
+def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
+    """A face the detector missed, drawn by hand: aligned, embedded, filtered and matched like
+    a detected one, in one transaction. `box` is (left, top, width, height) in pixels of the
+    orientation-corrected original. Caller checked write access to the photo's gallery.
+
+    Like do_process_photo, the models run before the transaction opens.
+    """
+    if photo.status != Photo.Status.DONE:
+        raise ActionError("Wait until the photo is processed before adding a face.")
+    try:
+        decoded = decode_image(
+            Path(photo.original.path), max_pixels=settings.FACEWEB_MAX_IMAGE_PIXELS
+        )
+    except BadImage as exc:
+        raise ActionError(str(exc)) from exc
+    box = _clamp(box, decoded.width, decoded.height)
+    if min(box[2], box[3]) < MIN_DRAWN_PX:
+        raise ActionError("Draw a larger box around the face.")
+    model = embedder()
+    analysed = analyse_box(decoded.rgb, box, detector_config(), model)
+    det = analysed.detection
+    agreed = det.score > 0
+    if not agreed:
+        analysed = dataclasses.replace(
+            analysed, detection=dataclasses.replace(det, score=_missing_det_score())
+        )
+    verdict = _assess([analysed], model.version)[0]
+    found = (det.left, det.top, det.right, det.bottom)
+    with transaction.atomic():
+        others = Face.objects.select_for_update().filter(photo=photo)
+        for other in others.exclude(review_status=Face.Review.NOT_FACE):
+            if iou(found, _ltrb(other)) >= 0.5:
+                raise ActionError("That face is already marked on this photo.")
+        face = _face_row(photo, analysed, verdict, model.version)
+        face.manual = True
+        crop = crop_with_margin(decoded.rgb, face.left, face.top, face.width, face.height)
+        face.crop.save("face.jpg", ContentFile(jpeg_bytes(crop, max_side=256)), save=False)
+        face.save()
+        FaceEvent.objects.create(
+            user=by,
+            face=face,
+            action=FaceEvent.Action.FACE_DRAWN,
+            data={
+                "drawn": list(box),
+                "box": [det.left, det.top, det.width, det.height],
+                "detector_agreed": agreed,
+            },
+        )
+        do_match_faces([face])
+    face.refresh_from_db()
+    return face

@@ -16,6 +16,8 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from recognition.core.geometry import iou
+
 MODELS_PACKAGE = "face_recognition_models"
 
 
@@ -161,3 +163,54 @@ def align_faces(
     shapes = dlib.full_object_detections()
     shapes.extend(_shape(face) for face in faces)
     return np.stack(dlib.get_face_chips(image, shapes, size=size, padding=padding))
+
+
+def face_in_box(
+    image: np.ndarray, box: tuple[int, int, int, int], config: DetectorConfig = DetectorConfig()
+) -> DetectedFace:
+    """The face a person drew a box around (left, top, width, height in image pixels).
+
+    The detector runs on the area around the box first, twice upsampled so that a face too
+    small for the whole-photo pass is found: a detection overlapping the box gives a tighter
+    box and better landmarks. Otherwise the landmarks are predicted inside the drawn box as it
+    is (score 0). The caller has clamped the box to the image.
+    """
+    image = _as_rgb(image)
+    height, width = image.shape[:2]
+    left, top, w, h = box
+    pad_x, pad_y = w // 2, h // 2
+    x0, y0 = max(0, left - pad_x), max(0, top - pad_y)
+    x1, y1 = min(width, left + w + pad_x), min(height, top + h + pad_y)
+    region = np.ascontiguousarray(image[y0:y1, x0:x1])
+    local = DetectorConfig(
+        model="hog", upsample=max(config.upsample, 2), max_side=800, min_face_px=0
+    )
+    drawn = (left, top, left + w, top + h)
+    best: tuple[float, DetectedFace] | None = None
+    for found in detect_faces(region, local):
+        moved = (found.left + x0, found.top + y0, found.right + x0, found.bottom + y0)
+        overlap = iou(moved, drawn)
+        if overlap >= 0.3 and (best is None or overlap > best[0]):
+            shifted = DetectedFace(
+                left=moved[0],
+                top=moved[1],
+                right=moved[2],
+                bottom=moved[3],
+                score=found.score,
+                landmarks=tuple((x + x0, y + y0) for x, y in found.landmarks),
+                too_small=min(found.width, found.height) < config.min_face_px,
+            )
+            best = (overlap, shifted)
+    if best is not None:
+        return best[1]
+    rect = dlib.rectangle(left, top, left + w - 1, top + h - 1)
+    shape = _landmark_predictor()(image, rect)
+    return DetectedFace(
+        left=left,
+        top=top,
+        right=left + w,
+        bottom=top + h,
+        score=0.0,
+        landmarks=tuple((float(p.x), float(p.y)) for p in shape.parts()),
+        too_small=min(w, h) < config.min_face_px,
+    )

@@ -221,3 +221,19 @@ def cluster_faces(
     groups = [members[i] for i in range(n) if alive[i]]
     groups.sort(key=lambda g: (-len(g), g[0]))
     return groups
+
+
+def group_distances(embeddings: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """Mean member-to-member distance between every two groups of rows (the average-linkage
+    distance `cluster_faces` stops at); the diagonal is infinite."""
+    k = len(groups)
+    if k == 0:
+        return np.zeros((0, 0))
+    member = np.zeros((k, len(embeddings)))
+    for g, rows in enumerate(groups):
+        member[g, list(rows)] = 1.0
+    sums = member @ euclidean_distances(embeddings, embeddings) @ member.T
+    sizes = member.sum(1)
+    mean: np.ndarray = sums / np.outer(sizes, sizes)
+    np.fill_diagonal(mean, np.inf)
+    return mean

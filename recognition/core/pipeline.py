@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recognition.core.detection import DetectedFace, DetectorConfig, align_faces, detect_faces
+from recognition.core.detection import (
+    DetectedFace,
+    DetectorConfig,
+    align_faces,
+    detect_faces,
+    face_in_box,
+)
 from recognition.core.embedding import Embedder
 
 
@@ -70,3 +76,12 @@ def analyse_image(
 ) -> tuple[list[AnalysedFace], StageTimes]:
     faces, times = analyse_images([rgb], detector, embedder)
     return faces[0], times
+
+
+def analyse_box(
+    rgb: np.ndarray, box: tuple[int, int, int, int], detector: DetectorConfig, embedder: Embedder
+) -> AnalysedFace:
+    """Align and embed the face inside a box drawn by hand, like a detected face."""
+    found = face_in_box(rgb, box, detector)
+    chip = align_faces(rgb, [found])
+    return AnalysedFace(detection=found, chip=chip[0], embedding=embedder.embed(chip)[0])

@@ -103,6 +103,15 @@ class SearchOutcome:
         """The verdict on the best candidate: unknown when nobody is near."""
         return self.hits[0].verdict if self.hits else Verdict.UNKNOWN
 
+    @property
+    def staff_lines(self) -> list[str]:
+        """The numbers behind the answer, for staff (the page shows them in a disclosure)."""
+        lines = [f"{h.person.name}: distance {h.distance:.3f}" for h in self.hits]
+        lines.append(f"Same person at or below {self.same:.2f}, possible up to {self.possible:.2f}")
+        if self.face.score is not None:
+            lines.append(f"Filter score {self.face.score:.2f}")
+        return lines
+
 
 def analyse_probe(data: bytes) -> ProbeAnalysis:
     """Decode, detect, align, embed and filter every face of an uploaded image (in memory).

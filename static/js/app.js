@@ -1,5 +1,6 @@
 // Progressive enhancement for the upload form: drag-and-drop and upload-on-choose with a
-// progress line. Without this script the plain multipart form still works.
+// progress line. Without this script the plain multipart form still works. The page behaviours
+// (confirmations, selection, the photo viewer) are in pages.js.
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -38,6 +39,8 @@
           target.prepend(panel);
           if (window.htmx) window.htmx.process(panel);  // starts the panel's polling
         }
+        // The new photos appear in the grid at once (as "queued"), then as they finish.
+        document.body.dispatchEvent(new CustomEvent("photos-changed"));
       } else if (xhr.status === 413) {
         status.textContent = "The upload is too large for the server; send fewer files at once.";
       } else {

@@ -51,7 +51,7 @@ def test_it_lets_a_reviewer_approve_a_rejected_face_which_then_gets_matched(
     assert any("blur" in reason for reason in face.ood_reasons)
     page.goto(f"{base}/photos/{face.photo_id}/")
     card = page.locator(f"#face-{face.pk}")
-    assert "blurred" in card.inner_text()
+    assert "Too blurry to recognise reliably" in card.inner_text()
     shot(page, "10-rejected-face")
 
     reviewer = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
@@ -60,7 +60,7 @@ def test_it_lets_a_reviewer_approve_a_rejected_face_which_then_gets_matched(
         sign_in(staff_page, base, "reviewer", PASSWORD)
         staff_page.goto(f"{base}/review/")
         row = staff_page.locator(f"#review-face-{face.pk}")
-        assert "blurred" in row.inner_text()
+        assert "Too blurry to recognise reliably" in row.inner_text()
         shot(staff_page, "11-review-queue")
         row.get_by_role("button", name="Approve").click()
         staff_page.locator(f"#review-face-{face.pk}", has_text="Approved").wait_for()
