@@ -12,7 +12,7 @@ from typing import TypeAlias
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from gallery.models import (
@@ -134,26 +134,29 @@ def access_face(user: AnyUser, face_id: int, *, for_write: bool = False) -> tupl
 
 
 def visible_people(user: AnyUser) -> QuerySet[Person]:
-    """People of the user's own library and of the libraries of galleries shared with them."""
+    """People the user may see: their own, and anyone else's only through a face in a photo the
+    user may see. A name is personal data: sharing one gallery shares the names in it, not the
+    owner's whole library."""
     if not user.is_authenticated:
         return Person.objects.none()
-    owner_ids = set(visible_galleries(user).values_list("owner_id", flat=True))
-    owner_ids.add(user.pk)
-    return Person.objects.filter(owner_id__in=owner_ids, merged_into__isnull=True)
+    seen = Face.objects.filter(
+        person=OuterRef("pk"), photo__gallery__in=visible_galleries(user).values("pk")
+    )
+    return Person.objects.filter(merged_into__isnull=True).filter(Q(owner=user) | Exists(seen))
 
 
 def access_person(user: AnyUser, person_id: int, *, for_write: bool = False) -> tuple[Person, Role]:
-    """A person of the user's library (OWNER), or of a library a gallery is shared from (EDITOR
-    when one of those galleries is writable, else VIEWER)."""
+    """A person of the user's library (OWNER), or one the user sees through a face (EDITOR when
+    one of those faces is in a gallery the user may change, else VIEWER); 404 otherwise."""
     person = Person.objects.filter(pk=person_id).select_related("owner").first()
     if person is None or not user.is_authenticated:
         raise Http404("No such person.")
     if person.owner_id == user.pk:
         return person, Role.OWNER
-    shared = visible_galleries(user).filter(owner_id=person.owner_id)
-    if not shared.exists():
+    faces = Face.objects.filter(person=person)
+    if not faces.filter(photo__gallery__in=visible_galleries(user).values("pk")).exists():
         raise Http404("No such person.")
-    if writable_galleries(user).filter(owner_id=person.owner_id).exists():
+    if faces.filter(photo__gallery__in=writable_galleries(user).values("pk")).exists():
         return person, Role.EDITOR
     if for_write:
         raise PermissionDenied("You can view this person but not change them.")

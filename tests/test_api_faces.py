@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Face, GalleryMember, Person
-from tests.web_factories import FaceFactory, PersonFactory, make_world
+from tests.web_factories import FaceFactory, PersonFactory, PhotoFactory, make_world
 
 
 def _post(client: Client, name: str, face: Face, data: dict | None = None) -> object:
@@ -36,6 +36,9 @@ def test_it_tags_by_name_into_the_owners_library_and_by_id(
     assert zed.owner == alice and by_name.json()["person"] == {"id": zed.pk, "name": "Zed"}
 
     ben = PersonFactory(owner=alice, name="Ben")
+    # bob sees no face of Ben yet, so for him Ben does not exist.
+    assert _post(bob_client, "api:face-tag", face, {"person": ben.pk}).status_code == 404
+    FaceFactory(photo=PhotoFactory(gallery=world.gallery), person=ben, assignment="confirmed")
     by_id = _post(bob_client, "api:face-tag", face, {"person": ben.pk})
     assert by_id.status_code == 200 and by_id.json()["person"]["name"] == "Ben"
 

@@ -20,7 +20,15 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from gallery.models import Face, GalleryMember, Person, Photo
-from tests.web_factories import World, jpeg, make_world
+from tests.web_factories import (
+    FaceFactory,
+    GalleryFactory,
+    PersonFactory,
+    PhotoFactory,
+    World,
+    jpeg,
+    make_world,
+)
 
 
 def _app_routes() -> set[str]:
@@ -64,8 +72,10 @@ HTML_READ = codes(200, 200, 200, 404, 302)
 HTML_WRITE = codes(302, 403, 302, 404, 302)
 HTML_OWNER = codes(302, 403, 403, 404, 302)
 HTML_ANY_USER = codes(200, 200, 200, 200, 302)
-# API: anonymous requests get 401 with a Basic challenge.
+# API: anonymous requests get 401 with a challenge.
 API_READ = codes(200, 200, 200, 404, 401)
+PRIVATE_HTML = codes(200, 404, 404, 404, 302)
+PRIVATE_API = codes(200, 404, 404, 404, 401)
 
 
 def api_write(ok: int) -> dict[str, int]:
@@ -88,6 +98,16 @@ def _upload(w: World, users: dict[str, User]) -> dict[str, object]:
     return {"files": [SimpleUploadedFile("new.jpg", jpeg(50, 50, (1, 2, 3)), "image/jpeg")]}
 
 
+def _private_person(w: World) -> Person:
+    """alice's person who appears only in a gallery shared with nobody: only alice sees them."""
+    private = GalleryFactory(owner=w.gallery.owner, name="Private")
+    person = PersonFactory(owner=w.gallery.owner, name=SECRET_NAME)
+    FaceFactory(photo=PhotoFactory(gallery=private), person=person, assignment="confirmed")
+    return person
+
+
+SECRET_NAME = "Secret Sam"
+HIDDEN = lambda w: _private_person(w).pk  # noqa: E731
 G = lambda w: w.gallery.pk  # noqa: E731
 P = lambda w: w.photo.pk  # noqa: E731
 F = lambda w: w.face.pk  # noqa: E731
@@ -244,6 +264,17 @@ ENDPOINTS = [
         json=True,
     ),
     Endpoint("api person faces", "get", _u("api:person-faces", PERSON), API_READ),
+    # A person who appears only in an unshared gallery exists for nobody but the owner.
+    Endpoint("private person page", "get", _u("gallery:person-detail", HIDDEN), PRIVATE_HTML),
+    Endpoint(
+        "private person rename",
+        "post",
+        _u("gallery:person-rename", HIDDEN),
+        codes(302, 404, 404, 404, 302),
+        data=lambda w, u: {"name": "Renamed"},
+    ),
+    Endpoint("api private person", "get", _u("api:person-detail", HIDDEN), PRIVATE_API),
+    Endpoint("api private person faces", "get", _u("api:person-faces", HIDDEN), PRIVATE_API),
     # Pages other modules added on top (tagging workflow, search by face).
     Endpoint("face confirm", "post", _u("gallery:face-confirm", F), HTML_WRITE),
     Endpoint("face not this person", "post", _u("gallery:face-reject", F), HTML_WRITE),
@@ -422,3 +453,27 @@ def test_it_covers_every_route_of_the_app_and_the_api(users: dict[str, User]) ->
     world = make_world(users["alice"], users["bob"], GalleryMember.Role.VIEWER)
     covered = {resolve(e.url(world, users).split("?")[0]).view_name for e in ENDPOINTS}
     assert _app_routes() - covered - NOT_IN_TABLE == set()
+
+
+# Where names are listed: none of them may show a person the user sees no face of.
+NAME_LISTS = [
+    _u("gallery:person-list"),
+    _u("api:person-list"),
+    _u("gallery:photo-detail", P),
+    _u("gallery:suggestion-list"),
+    _u("gallery:unknown-list"),
+    _u("gallery:person-detail", PERSON),
+]
+
+
+@pytest.mark.parametrize("actor", ["owner", "viewer", "editor", "stranger"])
+def test_it_shows_names_only_through_faces_the_user_may_see(
+    actor: str, users: dict[str, User]
+) -> None:
+    bob_role = GalleryMember.Role.EDITOR if actor == "editor" else GalleryMember.Role.VIEWER
+    world = make_world(users["alice"], users["bob"], bob_role)
+    _private_person(world)
+    client = _client(actor, users)
+    pages = "".join(client.get(url(world, users)).content.decode() for url in NAME_LISTS)
+    assert (SECRET_NAME in pages) == (actor == "owner"), actor
+    assert ("Ann" in pages) == (actor != "stranger"), actor

@@ -71,7 +71,9 @@ def person_detail(request: AuthedRequest, person_id: int) -> HttpResponse:
         "confirmed_count": faces.filter(assignment=Face.Assignment.CONFIRMED).count(),
         "auto_count": faces.filter(assignment=Face.Assignment.SUGGESTED).count(),
         "pending_count": pending.count(),
-        "merge_choices": list(queries.library_people(person.owner_id).exclude(pk=person.pk))
+        "merge_choices": list(
+            queries.library_people(request.user, person.owner_id).exclude(pk=person.pk)
+        )
         if role.can_write
         else [],
         "merges": list(

@@ -47,7 +47,9 @@ def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
         "can_review": can_review(request, role),
         "faces": [f for f in faces if f.review_status != Face.Review.NOT_FACE],
         "not_faces": [f for f in faces if f.review_status == Face.Review.NOT_FACE],
-        "people": list(queries.library_people(photo.gallery.owner_id)) if can_write else [],
+        "people": list(queries.library_people(request.user, photo.gallery.owner_id))
+        if can_write
+        else [],
         "before": before,
         "after": after,
         "filters": filters,

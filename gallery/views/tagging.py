@@ -160,7 +160,7 @@ def unknown_list(request: AuthedRequest) -> HttpResponse:
         "total": total,
         "limit": UNKNOWN_LIMIT,
         "ignored_count": ignored_faces(request.user).count(),
-        "people": queries.library_people(request.user.pk),
+        "people": queries.library_people(request.user, request.user.pk),
         "show": "groups",
     }
     return render(request, "gallery/unknown.html", context)
