@@ -16,6 +16,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from gallery.models import (
+    ApiKey,
     Face,
     Gallery,
     GalleryMember,
@@ -176,3 +177,23 @@ def access_merge(
     except Http404:
         raise Http404("No such merge.") from None
     return merge, role
+
+
+def access_api_key(user: AnyUser, key_id: int) -> tuple[ApiKey, Role]:
+    """One of the user's own API keys; anyone else's is 404."""
+    key = (
+        ApiKey.objects.filter(pk=key_id, user_id=user.pk).first() if user.is_authenticated else None
+    )
+    if key is None:
+        raise Http404("No such key.")
+    return key, Role.OWNER
+
+
+def access_user(user: AnyUser, user_id: int) -> tuple[User, Role]:
+    """An account, for staff managing users; 404 for everyone else (the page does not exist)."""
+    if not (user.is_authenticated and user.is_staff):
+        raise Http404("No such page.")
+    account = User.objects.filter(pk=user_id).first()
+    if account is None:
+        raise Http404("No such user.")
+    return account, Role.OWNER

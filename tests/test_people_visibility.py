@@ -7,6 +7,8 @@ writing their name onto a face in Club.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
@@ -24,8 +26,17 @@ from tests.face_rows import embedder_version, face_in_new_photo, real_embedding
 OBAMA = ["obama/obama.jpg", "obama/obama1.jpg", "obama/obama2.jpg", "obama/obama3.jpg"]
 
 
+@dataclass
+class World:
+    family: Gallery
+    club: Gallery
+    secret: Person
+    shared: Person
+    kit: Face
+
+
 @pytest.fixture
-def world(alice: User, bob: User) -> dict[str, object]:
+def world(alice: User, bob: User) -> World:
     family = Gallery.objects.create(owner=alice, name="Family")
     club = Gallery.objects.create(owner=alice, name="Club")
     GalleryMember.objects.create(gallery=club, user=bob, role=GalleryMember.Role.EDITOR)
@@ -34,13 +45,13 @@ def world(alice: User, bob: User) -> dict[str, object]:
     shared = do_create_person(alice, "Shared Kit", by=alice)
     kit = face_in_new_photo(club, "kit_harington/john1.jpeg")
     do_tag_face(kit, shared, by=alice)
-    return {"family": family, "club": club, "secret": secret, "shared": shared, "kit": kit}
+    return World(family=family, club=club, secret=secret, shared=shared, kit=kit)
 
 
 def test_it_shows_a_member_only_the_people_of_faces_they_can_see(
-    world: dict[str, object], alice: User, bob: User, charlie: User
+    world: World, alice: User, bob: User, charlie: User
 ) -> None:
-    secret, shared = world["secret"], world["shared"]
+    secret, shared = world.secret, world.shared
     assert set(visible_people(alice)) == {secret, shared}
     assert set(visible_people(bob)) == {shared}
     assert set(visible_people(charlie)) == set()
@@ -49,7 +60,7 @@ def test_it_shows_a_member_only_the_people_of_faces_they_can_see(
     for url in (
         reverse("gallery:person-list"),
         reverse("api:person-list"),
-        reverse("gallery:photo-detail", args=[world["kit"].photo_id]),
+        reverse("gallery:photo-detail", args=[world.kit.photo_id]),
         reverse("gallery:suggestion-list"),
     ):
         body = bob_client.get(url).content.decode()
@@ -64,10 +75,10 @@ def test_it_shows_a_member_only_the_people_of_faces_they_can_see(
 
 
 def test_it_lets_a_member_rename_only_people_of_faces_they_may_change(
-    world: dict[str, object], bob: User
+    world: World, bob: User
 ) -> None:
     client: Client = client_for(bob)
-    secret, shared = world["secret"], world["shared"]
+    secret, shared = world.secret, world.shared
     url = reverse("api:person-detail", args=[secret.pk])
     response = client.patch(url, {"name": "x"}, content_type="application/json")
     assert response.status_code == 404
@@ -78,41 +89,41 @@ def test_it_lets_a_member_rename_only_people_of_faces_they_may_change(
 
 
 def test_it_never_finds_a_private_person_in_a_members_search(
-    world: dict[str, object], alice: User, bob: User
+    world: World, alice: User, bob: User
 ) -> None:
     vector = np.asarray(real_embedding(OBAMA[1]), dtype=np.float32)
     probe = ProbeFace(0, 0, 0, 10, 10, vector, False, None, [], b"")
-    assert search_face(alice, probe, embedder_version()).hits[0].person == world["secret"]
+    assert search_face(alice, probe, embedder_version()).hits[0].person == world.secret
     assert all(
-        hit.person != world["secret"] for hit in search_face(bob, probe, embedder_version()).hits
+        hit.person != world.secret for hit in search_face(bob, probe, embedder_version()).hits
     )
 
 
 def test_it_never_writes_a_private_name_onto_a_face_in_a_shared_gallery(
-    world: dict[str, object], alice: User
+    world: World, alice: User
 ) -> None:
     """The leak of issue 13: a name used only in a private gallery was copied as an automatic
     tag onto faces in a gallery shared with other people."""
-    in_club = face_in_new_photo(world["club"], OBAMA[1])
+    in_club = face_in_new_photo(world.club, OBAMA[1])
     in_private = face_in_new_photo(
         Gallery.objects.create(owner=alice, name="Private too"), OBAMA[2]
     )
     decided = do_match_faces([in_club, in_private])
     in_club.refresh_from_db()
     in_private.refresh_from_db()
-    secret = world["secret"]
+    secret = world.secret
     # Another private gallery of alice's still learns from Family (the matcher works) ...
     assert decided[in_private.pk].person_id == secret.pk
     assert secret.pk in {in_private.person_id, in_private.suggested_person_id}
     # ... but the shared gallery gets neither the name nor a suggestion of it.
     assert in_club.person_id is None and in_club.suggested_person_id is None
-    assert not Face.objects.filter(photo__gallery=world["club"], person=secret).exists()
+    assert not Face.objects.filter(photo__gallery=world.club, person=secret).exists()
 
 
 def test_it_matches_against_galleries_whose_audience_contains_the_faces_audience(
-    world: dict[str, object], alice: User, bob: User, charlie: User
+    world: World, alice: User, bob: User, charlie: User
 ) -> None:
-    family, club = world["family"], world["club"]
+    family, club = world.family, world.club
     wider = Gallery.objects.create(owner=alice, name="Club and more")
     GalleryMember.objects.create(gallery=wider, user=bob)
     GalleryMember.objects.create(gallery=wider, user=charlie)
@@ -124,4 +135,4 @@ def test_it_matches_against_galleries_whose_audience_contains_the_faces_audience
     again = face_in_new_photo(club, "kit_harington/john2.jpeg")
     do_match_faces([again])
     again.refresh_from_db()
-    assert world["shared"].pk in {again.person_id, again.suggested_person_id}
+    assert world.shared.pk in {again.person_id, again.suggested_person_id}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,7 +19,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
-from gallery.models import Face, GalleryMember, Person, Photo
+from gallery.actions.accounts import do_create_api_key
+from gallery.models import ApiKey, Face, GalleryMember, Person, Photo
 from tests.web_factories import (
     FaceFactory,
     GalleryFactory,
@@ -45,8 +46,9 @@ def _app_routes() -> set[str]:
                 names.add(":".join(filter(None, [namespace, pattern.name])))
         return names
 
-    # Sign-in pages and the public schema and docs hold no gallery data.
-    return walk(get_resolver().url_patterns, "") - {"login", "logout", "api-schema", "api-docs"}
+    # Sign-in pages, the public schema and docs and the health check hold no gallery data.
+    public = {"login", "logout", "api-schema", "api-docs", "health"}
+    return walk(get_resolver().url_patterns, "") - public
 
 
 ACTORS = ["owner", "viewer", "editor", "stranger", "anonymous"]
@@ -101,12 +103,18 @@ def _upload(w: World, users: dict[str, User]) -> dict[str, object]:
 def _private_person(w: World) -> Person:
     """alice's person who appears only in a gallery shared with nobody: only alice sees them."""
     private = GalleryFactory(owner=w.gallery.owner, name="Private")
-    person = PersonFactory(owner=w.gallery.owner, name=SECRET_NAME)
+    person = cast(Person, PersonFactory(owner=w.gallery.owner, name=SECRET_NAME))
     FaceFactory(photo=PhotoFactory(gallery=private), person=person, assignment="confirmed")
     return person
 
 
 SECRET_NAME = "Secret Sam"
+
+
+def _alices_key(users: dict[str, User]) -> ApiKey:
+    return do_create_api_key(users["alice"], "script").key
+
+
 HIDDEN = lambda w: _private_person(w).pk  # noqa: E731
 G = lambda w: w.gallery.pk  # noqa: E731
 P = lambda w: w.photo.pk  # noqa: E731
@@ -264,6 +272,26 @@ ENDPOINTS = [
         json=True,
     ),
     Endpoint("api person faces", "get", _u("api:person-faces", PERSON), API_READ),
+    Endpoint("api person delete", "delete", _u("api:person-detail", PERSON), api_owner(204)),
+    Endpoint("person delete", "post", _u("gallery:person-delete", PERSON), HTML_OWNER),
+    # Account pages: each user's own; user management is for staff (none of these users).
+    Endpoint("account", "get", _u("account"), HTML_ANY_USER),
+    Endpoint("password change", "get", _u("password_change"), HTML_ANY_USER),
+    Endpoint("api keys", "get", _u("api-keys"), HTML_ANY_USER),
+    Endpoint(
+        "api key revoke",
+        "post",
+        lambda w, u: reverse("api-key-revoke", args=[_alices_key(u).pk]),
+        codes(302, 404, 404, 404, 302),
+    ),
+    Endpoint("export", "get", _u("account-export"), HTML_ANY_USER),
+    Endpoint("users", "get", _u("users"), codes(404, 404, 404, 404, 302)),
+    Endpoint(
+        "user delete",
+        "post",
+        lambda w, u: reverse("user-delete", args=[u["dave"].pk]),
+        codes(404, 404, 404, 404, 302),
+    ),
     # A person who appears only in an unshared gallery exists for nobody but the owner.
     Endpoint("private person page", "get", _u("gallery:person-detail", HIDDEN), PRIVATE_HTML),
     Endpoint(
@@ -379,6 +407,14 @@ if "review:review-queue" in _app_routes():
 
 # Routes deliberately left out of the table, with the reason.
 NOT_IN_TABLE = {
+    # Public by design and holding no gallery data (tests/test_accounts.py): self-registration
+    # (404 unless turned on) and the password-reset and password-changed pages.
+    "register",
+    "password_change_done",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
     # Names no object of a gallery: a missing merge redirects; the target person is checked
     # like person merge (tests/test_tagging_views.py covers it with a real merge).
     "gallery:merge-undo",

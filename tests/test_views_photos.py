@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -91,11 +93,11 @@ def test_it_tags_a_face_with_an_existing_person_by_name_or_id(
     alice: User, bob: User, bob_client: Client
 ) -> None:
     world = _world(alice, bob)
-    face = FaceFactory(photo=PhotoFactory(gallery=world.gallery))
+    face = cast(Face, FaceFactory(photo=PhotoFactory(gallery=world.gallery)))
     bob_client.post(reverse("gallery:face-tag", args=[face.pk]), {"name": "ann"}, headers=HTMX)
     face.refresh_from_db()
     assert face.person == world.person
-    other = PersonFactory(owner=alice, name="Ben")
+    other = cast(Person, PersonFactory(owner=alice, name="Ben"))
     # A person bob sees no face of is not his to use.
     bob_client.post(reverse("gallery:face-tag", args=[face.pk]), {"person": other.pk})
     face.refresh_from_db()

@@ -829,3 +829,44 @@ def carry_not_persons(
                 person_id=person_id,
                 defaults={"via_face_id": new_via, "created_by_id": created_by},
             )
+
+
+# Deleting a person ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_delete_person(person: Person, by: User) -> None:
+    """Delete a person and the biometric data that made them findable.
+
+    Their templates leave the search index; the faces that carried their name (confirmed or
+    automatic) lose it and their stored embeddings, so nothing can match or cluster those faces
+    back to them (processing the photo again would compute new ones). Suggestions of them,
+    "not this person" decisions and merges about them go too.
+    """
+    with transaction.atomic():
+        person = Person.objects.select_for_update().get(pk=person.pk)
+        faces = Face.objects.filter(person=person)
+        face_ids = list(faces.values_list("pk", flat=True))
+        faces.update(
+            person=None,
+            assignment=Face.Assignment.NONE,
+            match_distance=None,
+            embedding=None,
+            assigned_by=by,
+            assigned_at=timezone.now(),
+        )
+        Face.objects.filter(suggested_person=person).update(
+            suggested_person=None, match_distance=None
+        )
+        Template.objects.filter(person=person).delete()
+        # Merged-in people were this person under another name.
+        for merged in Person.objects.filter(merged_into=person):
+            do_delete_person(merged, by)
+        FaceEvent.objects.filter(person=person).delete()
+        FaceEvent.objects.create(
+            user=by,
+            action=FaceEvent.Action.PERSON_DELETED,
+            data={"person": person.pk, "faces": face_ids},
+        )
+        person.delete()
+    sync_face_templates(face_ids)
