@@ -7,8 +7,9 @@ against a database of its own on the embedded server (`faceweb_bench`, created a
 here, dropped at the end) with a gallery of generated photos that every bench user may see.
 Each user is a thread with its own keep-alive connection that walks the pages and the API a
 fixed number of times: the load is bounded in requests and in time, and goes to loopback only.
-Prints p50/p95 per endpoint, errors and the server's PostgreSQL connections before, after each
-round and after the idle; writes the "load" section of BENCHMARKS.md.
+Prints p50/p95 per endpoint (first for one user alone: the requests' own cost, then for all
+users at once), errors and the server's PostgreSQL connections before, after each round and after
+the idle; writes the "load" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import http.client
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -310,6 +312,8 @@ def main() -> None:
     try:
         _wait_for(port)
         connections = {"before": _connections(url)}
+        # One user alone first: each request's own cost, without queueing behind the others.
+        alone = _round(port, replace(world, cookies=world.cookies[:1]), 4 * 9)
         first = _round(port, world, args.requests)
         connections["after round 1"] = _connections(url)
         time.sleep(args.idle)
@@ -321,6 +325,7 @@ def main() -> None:
         server.wait(timeout=60)
         log.close()
         _drop_database(url)
+        shutil.rmtree(media, ignore_errors=True)
     workers = env.get("FACEWEB_WEB_WORKERS") or "default (2 x cores + 1)"
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
@@ -335,6 +340,8 @@ def main() -> None:
         f"a gallery of {args.photos} photos with 2 named faces each. The client runs on the same "
         f"2-core machine. Load average at the end: {' '.join(load)}.",
         "",
+        *_table("One user alone (36 requests, one at a time)", alone),
+        "",
         *_table("Round 1", first),
         "",
         *_table(f"Round 2 (after {args.idle} s idle)", second),
@@ -342,6 +349,12 @@ def main() -> None:
         "PostgreSQL connections to the bench database: "
         + ", ".join(f"{k} {v}" for k, v in connections.items())
         + ".",
+        "",
+        "With no think time a closed loop of N users waits about N / throughput per request "
+        f"({args.users} / {first.requests / first.seconds:.0f} req/s = "
+        f"{args.users / (first.requests / first.seconds):.1f} s in round 1): the latencies under "
+        "load are queueing for the CPU, which the machine's other processes share (the load "
+        "average above); one user alone shows each request's own cost.",
     ]
     print("\n".join(text))
     if not args.no_write:

@@ -22,6 +22,7 @@ max_requests = 2000
 max_requests_jitter = 200
 # Behind a proxy on another host, list its address so X-Forwarded-* is believed.
 forwarded_allow_ips = os.environ.get("FACEWEB_FORWARDED_ALLOW_IPS", "127.0.0.1")
-accesslog = os.environ.get("FACEWEB_ACCESS_LOG", "-")
+# "-": standard output; empty: no access log.
+accesslog = os.environ.get("FACEWEB_ACCESS_LOG", "-") or None
 errorlog = "-"
 limit_request_line = 8190
