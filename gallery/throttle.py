@@ -6,12 +6,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest
 
 
 def client_address(request: HttpRequest) -> str:
-    """The peer address. Behind a proxy that is the proxy, so the per-name limits matter too."""
+    """The client's address: the peer, or behind a proxy we trust (FACEWEB_PROXY_SSL_HEADER) the
+    address that proxy added last to X-Forwarded-For (earlier entries are the client's word).
+    Without that, every user behind the proxy would share one address and one limit."""
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        if forwarded and forwarded[-1]:
+            return forwarded[-1]
     return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 

@@ -180,3 +180,24 @@ def test_it_documents_bearer_keys_in_the_schema(alice: User) -> None:
         "description": schema["components"]["securitySchemes"]["ApiKey"]["description"],
     }
     assert "basicAuth" not in schema["components"]["securitySchemes"]
+
+
+def test_it_counts_failures_per_client_behind_a_trusted_proxy(
+    alice: User, settings: object
+) -> None:
+    settings.FACEWEB_LOGIN_FAILURES = 1  # type: ignore[attr-defined]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # type: ignore[attr-defined]
+
+    def sign_in(client_ip: str, username: str, password: str) -> str:
+        response = Client().post(
+            reverse("login"),
+            {"username": username, "password": password},
+            headers={"X-Forwarded-For": f"10.9.9.9, {client_ip}"},  # spoofed, then the proxy's
+        )
+        return response.content.decode()
+
+    for name in ("u1", "u2", "u3"):  # three names from one client: its address limit (3 x 1)
+        sign_in("192.0.2.1", name, "wrong")
+    assert "Too many failed sign-ins" in sign_in("192.0.2.1", "alice", PASSWORD)
+    # Another client behind the same proxy is not locked out.
+    assert "Too many failed sign-ins" not in sign_in("192.0.2.2", "bob", "wrong")
