@@ -41,6 +41,10 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceweb.settings")
 django.setup()
 
+from faceweb.db import ensure_embedded_server  # noqa: E402
+
+ensure_embedded_server()  # importing the settings no longer starts the embedded database
+
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402

@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     django.setup()
     from django.conf import settings
 
+    from faceweb.db import ensure_embedded_server
+
+    ensure_embedded_server()  # importing the settings no longer starts the embedded database
+
     from recognition.index.search import _decode_vectors, vector_literal
     from recognition.management.commands import benchmark_search as B
 

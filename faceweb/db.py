@@ -18,7 +18,9 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, urlparse
+
+import dj_database_url
 
 logger = logging.getLogger(__name__)
 
@@ -26,23 +28,57 @@ EMBEDDED_DB_NAME = "faceweb"
 DEFAULT_SHARED_BUFFERS = "1GB"
 
 
-def parse_database_url(url: str) -> dict[str, Any]:
-    """Turn postgres://user:pass@host:port/name?host=/socket/dir into Django's DATABASES entry."""
-    parsed = urlparse(url)
-    if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
-        raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got scheme {parsed.scheme!r}")
-    query = parse_qs(parsed.query)
-    host = query.get("host", [parsed.hostname or ""])[0]
+def parse_database_url(url: str, *, conn_max_age: int = 0) -> dict[str, Any]:
+    """DATABASE_URL -> Django's DATABASES entry; query options (sslmode, ...) become OPTIONS."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got scheme {scheme!r}")
+    parsed = dj_database_url.parse(url, conn_max_age=conn_max_age, conn_health_checks=True)
+    config: dict[str, Any] = {**parsed}
+    options = dict(config.get("OPTIONS") or {})
+    # libpq's own spelling of a socket directory: postgresql://user@/db?host=/run/postgresql
+    if "host" in options:
+        config["HOST"] = options.pop("host")
+    config["OPTIONS"] = options
+    config["ENGINE"] = "django.db.backends.postgresql"
+    return config
+
+
+def embedded_settings(pgdata: Path, *, conn_max_age: int = 0) -> dict[str, Any]:
+    """DATABASES entry for the embedded server, without starting it (see ensure_embedded_server).
+
+    The server listens on a socket in its data directory (pgserver moves it elsewhere only for
+    a path too long for a socket name; ensure_embedded_server then corrects HOST).
+    """
     return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
-        "USER": unquote(parsed.username or ""),
-        "PASSWORD": unquote(parsed.password or ""),
-        "HOST": host,
-        "PORT": str(parsed.port or ""),
-        "CONN_MAX_AGE": 60,
+        "NAME": EMBEDDED_DB_NAME,
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": str(pgdata.resolve()),
+        "PORT": "",
+        "OPTIONS": {},
+        "CONN_MAX_AGE": conn_max_age,
         "CONN_HEALTH_CHECKS": True,
     }
+
+
+def ensure_embedded_server() -> None:
+    """Start (or join) the embedded server when the settings use it; a no-op with DATABASE_URL.
+
+    Called by the entry points (manage.py, faceweb/wsgi.py, the Celery worker and beat, the test
+    suite), never by importing settings: tools that import them (type checkers, linters) must not
+    start a database.
+    """
+    from django.conf import settings
+
+    pgdata = getattr(settings, "FACEWEB_EMBEDDED_PGDATA", None)
+    if not pgdata:
+        return
+    url = start_embedded_server(Path(pgdata))
+    host = parse_qs(urlparse(url).query).get("host", [""])[0]
+    if host and settings.DATABASES["default"]["HOST"] != host:
+        settings.DATABASES["default"]["HOST"] = host
 
 
 def start_embedded_server(pgdata: Path) -> str:
@@ -118,9 +154,3 @@ def tune_embedded_server(server: Any, admin_url: str, shared_buffers: str) -> No
             timeout=60,
         )
         logger.info("embedded PostgreSQL restarted with shared_buffers %s", shared_buffers)
-
-
-def database_settings(database_url: str, var_dir: Path) -> dict[str, Any]:
-    if not database_url:
-        database_url = start_embedded_server(var_dir / "pgdata")
-    return parse_database_url(database_url)

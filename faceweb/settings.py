@@ -6,7 +6,7 @@ import importlib.util
 import secrets
 from pathlib import Path
 
-from faceweb.db import database_settings
+from faceweb.db import embedded_settings, parse_database_url
 from faceweb.env import env_bool, env_float, env_int, env_int_list, env_list, env_str
 from recognition.core.images import DEFAULT_MAX_PIXELS
 from recognition.core.staged import SearchParams
@@ -56,7 +56,9 @@ if importlib.util.find_spec("evaluation") is not None:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "faceweb.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "faceweb.middleware.RefuseNulBytesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,7 +87,19 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": database_settings(env_str("DATABASE_URL"), VAR_DIR)}
+# Connections are kept for a minute and checked before reuse. Under gunicorn's sync workers that
+# is one connection per worker process, whatever the load (runserver's thread per connection
+# each kept one, until PostgreSQL refused new clients).
+DB_CONN_MAX_AGE = env_int("FACEWEB_DB_CONN_MAX_AGE", 60, minimum=0)
+DATABASE_URL = env_str("DATABASE_URL")
+# The embedded server (faceweb/db.py) is started by the entry points (manage.py, wsgi, the Celery
+# worker and beat, the tests), never by importing these settings.
+FACEWEB_EMBEDDED_PGDATA = "" if DATABASE_URL else str(VAR_DIR / "pgdata")
+DATABASES = {
+    "default": parse_database_url(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE)
+    if DATABASE_URL
+    else embedded_settings(Path(FACEWEB_EMBEDDED_PGDATA), conn_max_age=DB_CONN_MAX_AGE)
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -95,6 +109,65 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery:gallery-list"
 LOGOUT_REDIRECT_URL = "login"
+# Anyone may create an account at /accounts/register/ (off: staff invite people instead).
+FACEWEB_SELF_REGISTRATION = env_bool("FACEWEB_SELF_REGISTRATION", False)
+# Failed sign-ins before a name or an address must wait FACEWEB_LOGIN_LOCKOUT_SECONDS.
+FACEWEB_LOGIN_FAILURES = env_int("FACEWEB_LOGIN_FAILURES", 10, minimum=1)
+FACEWEB_LOGIN_LOCKOUT_SECONDS = env_int("FACEWEB_LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1)
+
+# Mail (password reset, invitations): SMTP when EMAIL_HOST is set, otherwise each message is
+# written as a file to var/mail, where the administrator can read it.
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "faceweb@localhost")
+
+# Caches: the sign-in throttle must be shared by every web process, so it lives in PostgreSQL
+# (a table made by a migration) unless FACEWEB_CACHE_URL names a Redis server.
+FACEWEB_CACHE_URL = env_str("FACEWEB_CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache"
+        if FACEWEB_CACHE_URL
+        else "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": FACEWEB_CACHE_URL or "faceweb_cache",
+        "TIMEOUT": FACEWEB_LOGIN_LOCKOUT_SECONDS,
+    },
+}
+
+# Security headers and cookies. Plain HTTP on localhost works as is; behind an HTTPS proxy set
+# FACEWEB_HTTPS=1 (secure cookies, HSTS, redirect to https) and FACEWEB_PROXY_SSL_HEADER=1 when
+# the proxy sets X-Forwarded-Proto (only then: a client could otherwise claim https itself).
+FACEWEB_HTTPS = env_bool("FACEWEB_HTTPS", False)
+if env_bool("FACEWEB_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = FACEWEB_HTTPS
+SECURE_SSL_REDIRECT = FACEWEB_HTTPS and env_bool("FACEWEB_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = env_int("FACEWEB_HSTS_SECONDS", 0, minimum=0) if FACEWEB_HTTPS else 0
+SESSION_COOKIE_HTTPONLY = True
+# The pages put the token in htmx's headers from the template; no script reads the cookie.
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Scripts only from /static/ (htmx and static/js/app.js; no inline scripts or handlers). Inline
+# style attributes stay allowed: face boxes and progress bars are placed with them.
+FACEWEB_CONTENT_SECURITY_POLICY = env_str(
+    "FACEWEB_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -120,8 +193,20 @@ DATA_UPLOAD_MAX_NUMBER_FILES = FACEWEB_MAX_FILES_PER_UPLOAD
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FACEWEB_THUMBNAIL_SIDE = env_int("FACEWEB_THUMBNAIL_SIDE", 320, minimum=32)
 FACEWEB_PREVIEW_SIDE = env_int("FACEWEB_PREVIEW_SIDE", 1600, minimum=256)
-# A photo left in `processing` longer than this is considered stale (its worker died).
-FACEWEB_STALE_PROCESSING_SECONDS = env_int("FACEWEB_STALE_PROCESSING_SECONDS", 15 * 60, minimum=1)
+# Self-healing processing (gallery/actions/photos.py, do_heal_photos, run by Celery beat).
+# A photo in `processing` longer than any run may take (the task's hard time limit) lost its
+# worker; one queued that long while no worker started anything lost its message.
+FACEWEB_STALE_PROCESSING_SECONDS = env_int(
+    "FACEWEB_STALE_PROCESSING_SECONDS",
+    env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=1) + 60,
+    minimum=1,
+)
+FACEWEB_STALE_QUEUED_SECONDS = env_int("FACEWEB_STALE_QUEUED_SECONDS", 10 * 60, minimum=1)
+FACEWEB_HEAL_EVERY_SECONDS = env_int("FACEWEB_HEAL_EVERY_SECONDS", 60, minimum=1)
+# Processing starts per photo before it fails for good (a photo that kills its worker).
+FACEWEB_MAX_PROCESSING_ATTEMPTS = env_int("FACEWEB_MAX_PROCESSING_ATTEMPTS", 3, minimum=1)
+# How long a task that lost the database waits for it before giving the photo back.
+FACEWEB_DATABASE_WAIT_SECONDS = env_int("FACEWEB_DATABASE_WAIT_SECONDS", 240, minimum=0)
 
 # Recognition
 FACEWEB_EMBEDDER = env_str("FACEWEB_EMBEDDER", DLIB_RESNET_VERSION)
@@ -148,40 +233,76 @@ FACEWEB_SEARCH_EXACT_MAX_ROWS = env_int(
     "FACEWEB_SEARCH_EXACT_MAX_ROWS", _SEARCH.exact_max_rows, minimum=0
 )
 
-# Celery: CELERY_BROKER_URL when set (Redis or RabbitMQ). Without one, a filesystem broker under
-# var/ lets `run` start a real worker on a machine with no broker server.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
-    _broker_dir = VAR_DIR / "broker"
-    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
-    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-    }
+
+# Celery: CELERY_BROKER_URL when set (Redis or RabbitMQ). Without one, the queue lives in the
+# app's own PostgreSQL database (faceweb/broker.py): nothing else to run, and a fetched message
+# stays until its task is acknowledged.
+def _database_broker_url(db: dict) -> str:
+    from urllib.parse import quote
+
+    auth = quote(db["USER"], safe="")
+    if db["PASSWORD"]:
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"]
+    query = dict(db.get("OPTIONS") or {})
+    if host.startswith("/"):
+        query["host"], host = host, ""
+    netloc = f"{auth}@{host}" + (f":{db['PORT']}" if db["PORT"] else "")
+    params = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in query.items())
+    return f"faceweb+postgresql+psycopg://{netloc}/{quote(db['NAME'])}" + (
+        f"?{params}" if params else ""
+    )
+
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or _database_broker_url(DATABASES["default"])
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    # A fetched message comes back to the queue this long after its worker died. Longer than
+    # the hard time limit, so a running task is never handed out twice.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 15 * 60, minimum=60),
+}
+if CELERY_BROKER_URL.startswith("faceweb+"):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(pool_pre_ping=True, pool_size=2, max_overflow=2)
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 1.0
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "faceweb")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = False
+# A task whose pool process died goes back to the queue; do_claim_photo's attempt count keeps
+# a photo that kills its worker from going round forever.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker outlives any database or broker outage
+CELERY_BEAT_SCHEDULE = {
+    "heal-photos": {
+        "task": "recognition.tasks.heal_photos",
+        "schedule": float(FACEWEB_HEAL_EVERY_SECONDS),
+        "options": {"expires": float(FACEWEB_HEAL_EVERY_SECONDS)},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# HTTP Basic with the login password, for old scripts only: API keys are the documented way.
+FACEWEB_API_BASIC_AUTH = env_bool("FACEWEB_API_BASIC_AUTH", False)
 REST_FRAMEWORK = {
-    # Basic first: its challenge makes a missing or wrong login a 401 (with WWW-Authenticate)
-    # instead of a 403, which is what API clients expect; browser sessions work as before.
+    # API keys first: their challenge makes a missing or wrong key a 401 (WWW-Authenticate:
+    # Bearer) instead of a 403, which is what API clients expect; browser sessions work too.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.BasicAuthentication",
+        "gallery.auth.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        *(["gallery.auth.SafeBasicAuthentication"] if FACEWEB_API_BASIC_AUTH else []),
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "gallery.auth.ApiKeyScope",
+    ],
+    # OPTIONS describes methods and formats, not serializer fields: building those called
+    # get_object() on views that fetch through access helpers (a server error).
+    "DEFAULT_METADATA_CLASS": "gallery.auth.ApiMetadata",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -197,6 +318,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Two search fields share these choices; one name keeps the schema free of warnings.
     "ENUM_NAME_OVERRIDES": {"VerdictEnum": ["same", "possible", "unknown"]},
+    # Request and response components apart: an upload's file fields are `binary` (Swagger
+    # shows a file picker), the URLs in responses are strings.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "gallery.schema.add_error_responses",
+    ],
 }
 
 LOGGING = {

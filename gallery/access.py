@@ -12,10 +12,11 @@ from typing import TypeAlias
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from gallery.models import (
+    ApiKey,
     Face,
     Gallery,
     GalleryMember,
@@ -134,26 +135,29 @@ def access_face(user: AnyUser, face_id: int, *, for_write: bool = False) -> tupl
 
 
 def visible_people(user: AnyUser) -> QuerySet[Person]:
-    """People of the user's own library and of the libraries of galleries shared with them."""
+    """People the user may see: their own, and anyone else's only through a face in a photo the
+    user may see. A name is personal data: sharing one gallery shares the names in it, not the
+    owner's whole library."""
     if not user.is_authenticated:
         return Person.objects.none()
-    owner_ids = set(visible_galleries(user).values_list("owner_id", flat=True))
-    owner_ids.add(user.pk)
-    return Person.objects.filter(owner_id__in=owner_ids, merged_into__isnull=True)
+    seen = Face.objects.filter(
+        person=OuterRef("pk"), photo__gallery__in=visible_galleries(user).values("pk")
+    )
+    return Person.objects.filter(merged_into__isnull=True).filter(Q(owner=user) | Exists(seen))
 
 
 def access_person(user: AnyUser, person_id: int, *, for_write: bool = False) -> tuple[Person, Role]:
-    """A person of the user's library (OWNER), or of a library a gallery is shared from (EDITOR
-    when one of those galleries is writable, else VIEWER)."""
+    """A person of the user's library (OWNER), or one the user sees through a face (EDITOR when
+    one of those faces is in a gallery the user may change, else VIEWER); 404 otherwise."""
     person = Person.objects.filter(pk=person_id).select_related("owner").first()
     if person is None or not user.is_authenticated:
         raise Http404("No such person.")
     if person.owner_id == user.pk:
         return person, Role.OWNER
-    shared = visible_galleries(user).filter(owner_id=person.owner_id)
-    if not shared.exists():
+    faces = Face.objects.filter(person=person)
+    if not faces.filter(photo__gallery__in=visible_galleries(user).values("pk")).exists():
         raise Http404("No such person.")
-    if writable_galleries(user).filter(owner_id=person.owner_id).exists():
+    if faces.filter(photo__gallery__in=writable_galleries(user).values("pk")).exists():
         return person, Role.EDITOR
     if for_write:
         raise PermissionDenied("You can view this person but not change them.")
@@ -173,3 +177,23 @@ def access_merge(
     except Http404:
         raise Http404("No such merge.") from None
     return merge, role
+
+
+def access_api_key(user: AnyUser, key_id: int) -> tuple[ApiKey, Role]:
+    """One of the user's own API keys; anyone else's is 404."""
+    key = (
+        ApiKey.objects.filter(pk=key_id, user_id=user.pk).first() if user.is_authenticated else None
+    )
+    if key is None:
+        raise Http404("No such key.")
+    return key, Role.OWNER
+
+
+def access_user(user: AnyUser, user_id: int) -> tuple[User, Role]:
+    """An account, for staff managing users; 404 for everyone else (the page does not exist)."""
+    if not (user.is_authenticated and user.is_staff):
+        raise Http404("No such page.")
+    account = User.objects.filter(pk=user_id).first()
+    if account is None:
+        raise Http404("No such user.")
+    return account, Role.OWNER

@@ -21,6 +21,7 @@ from gallery.actions.galleries import do_delete_gallery, do_update_gallery
 from gallery.actions.people import do_create_person, do_hide_person, do_rename_person
 from gallery.actions.photos import do_delete_photo, do_requeue_photo
 from gallery.models import (
+    ApiKey,
     Face,
     FaceEvent,
     FaceNotPerson,
@@ -238,3 +239,17 @@ class FaceEventAdmin(ReadOnlyAdmin):
     search_fields = ["action", "user__username", "person__name"]
     list_select_related = ["user", "person"]
     date_hierarchy = "created_at"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are made and revoked on the user's account page; here they can only be looked at
+    (and deleted, which revokes them)."""
+
+    list_display = ["name", "user", "prefix", "read_only", "created_at", "expires_at", "revoked_at"]
+    list_filter = ["read_only"]
+    search_fields = ["name", "user__username", "prefix"]
+    readonly_fields = [f.name for f in ApiKey._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 
 from gallery import queries
 from gallery.access import (
+    Role,
     access_batch,
     access_face,
     access_gallery,
@@ -51,7 +53,7 @@ from gallery.serializers import (
     UploadRequestSerializer,
     UploadResultSerializer,
 )
-from recognition.actions.identity import do_tag_face, do_untag_face
+from recognition.actions.identity import do_delete_person, do_tag_face, do_untag_face
 
 ERROR = OpenApiResponse(description="The request cannot be carried out; `detail` says why.")
 NOT_FOUND = OpenApiResponse(description="No such object, or not visible to you.")
@@ -370,6 +372,16 @@ class PersonViewSet(viewsets.GenericViewSet):
         except ActionError as exc:
             return _refused(exc)
         return Response(self._with_count(request, person))
+
+    @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
+    def destroy(self, request: Request, person_id: int) -> Response:
+        """Delete a person of your own library with their templates and face embeddings; the
+        faces stay, unnamed."""
+        person, role = access_person(request.user, person_id, for_write=True)
+        if role is not Role.OWNER:
+            raise PermissionDenied("Only the owner of the library may delete a person.")
+        do_delete_person(person, by=_user(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: FaceSerializer(many=True), 404: NOT_FOUND})
     def faces(self, request: Request, person_id: int) -> Response:

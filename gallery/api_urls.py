@@ -22,7 +22,9 @@ face = api.FaceViewSet.as_view({"get": "retrieve"})
 face_tag = api.FaceViewSet.as_view({"post": "tag"})
 face_untag = api.FaceViewSet.as_view({"post": "untag"})
 people = api.PersonViewSet.as_view({"get": "list", "post": "create"})
-person = api.PersonViewSet.as_view({"get": "retrieve", "patch": "partial_update"})
+person = api.PersonViewSet.as_view(
+    {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+)
 person_faces = api.PersonViewSet.as_view({"get": "faces"})
 
 urlpatterns = [

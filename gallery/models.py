@@ -7,16 +7,22 @@ recognition/actions/ (face identity, processing, review); see README.md, "Archit
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from pgvector.django import VectorField
 
 from recognition.core.images import IMAGE_SUFFIXES
 from recognition.core.versions import EMBEDDING_DIM
+
+# A gallery's tags are labels to filter by, not a data store: bounded so no client can make every
+# member's gallery list megabytes long.
+MAX_TAGS = 50
 
 
 class Gallery(models.Model):
@@ -120,6 +126,12 @@ class Photo(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # When the photo was last put in the queue (a message sent), and which task holds it while
+    # processing: a message redelivered after its worker died has the same task id.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)
+    # The processing version (gallery.actions.photos.processing_version) of the last run.
+    processed_with = models.CharField(max_length=100, blank=True)
     taken_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     processing_started_at = models.DateTimeField(null=True, blank=True)
@@ -133,6 +145,7 @@ class Photo(models.Model):
         indexes = [
             models.Index(fields=["gallery", "-created_at"]),
             models.Index(fields=["status", "processing_started_at"]),
+            models.Index(fields=["status", "queued_at"]),
         ]
 
     def __str__(self) -> str:
@@ -141,6 +154,15 @@ class Photo(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
+
+    @property
+    def is_stuck(self) -> bool:
+        """In `processing` for longer than any run may take: its worker died (the periodic
+        check re-queues it; a person may ask at once)."""
+        if self.status != self.Status.PROCESSING or self.processing_started_at is None:
+            return self.status == self.Status.PROCESSING
+        limit = timedelta(seconds=settings.FACEWEB_STALE_PROCESSING_SECONDS)
+        return timezone.now() - self.processing_started_at > limit
 
 
 class Person(models.Model):
@@ -340,6 +362,8 @@ class FaceEvent(models.Model):
         FACE_UNIGNORED = "face_unignored", "Face no longer ignored"
         PERSON_COVER_SET = "person_cover_set", "Cover face chosen"
         PHOTO_MOVED = "photo_moved", "Photo moved to another gallery"
+        PHOTO_REQUEUED = "photo_requeued", "Photo queued again"
+        PERSON_DELETED = "person_deleted", "Person deleted"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -368,3 +392,30 @@ def trusted_q(prefix: str = "") -> Q:
         ~Q(**{f"{prefix}review_status__in": [Face.Review.CONFIRMED, Face.Review.NOT_FACE]})
         & Q(**{f"{prefix}ood_status": Face.Quality.ACCEPTED})
     )
+
+
+class ApiKey(models.Model):
+    """A key a script sends as `Authorization: Bearer <key>`, acting as its user.
+
+    Only a SHA-256 of the key is stored (a key is 190 random bits, so a fast hash is enough; a
+    password hash would cost every API call ~0.3 s of CPU). `prefix` finds the row and is shown
+    in lists so the user can tell keys apart; the whole key is shown once, when it is made.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    read_only = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

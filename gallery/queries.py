@@ -134,10 +134,14 @@ def person_faces(user: AnyUser, person: Person) -> QuerySet[Face]:
     )
 
 
-def library_people(owner_id: int) -> QuerySet[Person]:
-    """The people a face in one of `owner_id`'s galleries can be tagged with."""
-    return Person.objects.filter(owner_id=owner_id, merged_into__isnull=True, hidden=False).only(
-        "id", "name"
+def library_people(user: AnyUser, owner_id: int) -> QuerySet[Person]:
+    """The people a face in one of `owner_id`'s galleries can be tagged with, as far as `user`
+    may see them (autocomplete lists, merge choices): the owner sees their whole library."""
+    return (
+        visible_people(user)
+        .filter(owner_id=owner_id, hidden=False)
+        .only("id", "name")
+        .order_by("name", "id")
     )
 
 
@@ -329,7 +333,7 @@ def pending_faces(user: AnyUser) -> QuerySet[Face]:
         Face.objects.filter(photo__gallery__in=writable_galleries(user).values("pk"))
         .filter(
             Q(person__isnull=False, assignment=Face.Assignment.SUGGESTED)
-            | Q(person__isnull=True, suggested_person__isnull=False)
+            | Q(person__isnull=True, suggested_person__in=visible_people(user).values("pk"))
         )
         .select_related("photo", "photo__gallery", "person", "suggested_person")
         .order_by("match_distance", "id")

@@ -7,11 +7,13 @@ from typing import Any
 
 from django.db.models.fields.files import FieldFile
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from gallery.models import Face, Gallery, GalleryMember, Person, Photo
+from gallery.models import MAX_TAGS, Face, Gallery, GalleryMember, Person, Photo
+
+# A file that is not there yet (a queued photo has no thumbnail) has no URL: null.
+NULLABLE_URL = serializers.URLField(allow_null=True, read_only=True)
 
 
 def _media_url(serializer: serializers.Serializer, stored: FieldFile | str | None) -> str | None:
@@ -64,7 +66,10 @@ class GalleryWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=50), required=False, default=list
+        child=serializers.CharField(max_length=50),
+        required=False,
+        default=list,
+        max_length=MAX_TAGS,
     )
 
 
@@ -113,15 +118,15 @@ class PhotoSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URL)
     def get_original_url(self, photo: Photo) -> str | None:
         return _media_url(self, photo.original)
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URL)
     def get_thumbnail_url(self, photo: Photo) -> str | None:
         return _media_url(self, photo.thumbnail)
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URL)
     def get_preview_url(self, photo: Photo) -> str | None:
         return _media_url(self, photo.preview)
 
@@ -221,7 +226,7 @@ class FaceSerializer(serializers.ModelSerializer):
         """Pixels of the orientation-corrected original."""
         return {"left": face.left, "top": face.top, "width": face.width, "height": face.height}
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URL)
     def get_crop_url(self, face: Face) -> str | None:
         return _media_url(self, face.crop)
 

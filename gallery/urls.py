@@ -44,6 +44,7 @@ urlpatterns = [
     path("people/<int:person_id>/rename/", views.person_rename, name="person-rename"),
     path("people/<int:person_id>/cover/", people.person_cover, name="person-cover"),
     path("timeline/", timeline.timeline, name="timeline"),
+    path("people/<int:person_id>/delete/", views.person_delete, name="person-delete"),
     path("media/<path:path>", views.media, name="media"),
     # Suggestions, "not this person", unknown faces, merges (gallery/views/tagging.py).
     path("faces/<int:face_id>/confirm/", tagging.face_confirm, name="face-confirm"),

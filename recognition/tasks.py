@@ -1,14 +1,26 @@
-"""Celery tasks: thin, idempotent wrappers that take ids and call actions."""
+"""Celery tasks: thin, idempotent wrappers that take ids and call actions.
+
+A database outage must not cost a photo: a task that loses the database waits for it (with
+backoff, inside its time limit) and starts over; if it does not come back in time the message's
+redelivery or the periodic `heal_photos` (Celery beat) brings the photo back. Bad input is final.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import OperationalError
+from django.conf import settings
+from django.db import OperationalError, close_old_connections, connection
 
-from gallery.actions.photos import do_claim_photo, do_fail_photo, do_release_photo
+from gallery.actions.photos import (
+    do_claim_photo,
+    do_fail_photo,
+    do_heal_photos,
+    do_release_photo,
+)
 from recognition.actions.identity import do_rematch_near_faces
 from recognition.actions.processing import do_process_photo
 from recognition.index.bases import do_finish_refit, do_refit_batch, do_start_refit
@@ -16,17 +28,38 @@ from recognition.models import ProjectionBasis
 
 logger = logging.getLogger(__name__)
 
+# Broker-level retries for the small tasks: backoff up to 5 minutes, 12 tries (about 30 minutes).
+RETRY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 12,
+    "acks_late": True,
+}
 
-@shared_task(
-    bind=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=5,
-    acks_late=True,
-)
-def process_photo(self: object, photo_id: int) -> str:
-    """Claim a queued photo and process it; a second run finds nothing to claim."""
-    photo = do_claim_photo(photo_id)
+
+def wait_for_database(budget_seconds: float) -> bool:
+    """Wait (1, 2, 4 ... 15 s apart) until the database answers; False when the budget ran out."""
+    deadline = time.monotonic() + budget_seconds
+    delay = 1.0
+    while True:
+        close_old_connections()
+        connection.close()
+        try:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        except OperationalError:
+            if time.monotonic() + delay > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def _process(token: str, photo_id: int) -> str:
+    photo = do_claim_photo(photo_id, token)
     if photo is None:
         return "skipped"
     try:
@@ -35,8 +68,6 @@ def process_photo(self: object, photo_id: int) -> str:
         do_fail_photo(photo, "processing took too long and was stopped")
         return "failed"
     except OperationalError:
-        # Transient: put the photo back so the retry can claim it again.
-        do_release_photo(photo_id)
         raise
     except Exception as exc:
         logger.exception("processing photo %s failed", photo_id)
@@ -45,7 +76,32 @@ def process_photo(self: object, photo_id: int) -> str:
     return "done"
 
 
-@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5, acks_late=True)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def process_photo(self: object, photo_id: int) -> str:
+    """Claim a queued photo and process it; a second message for it finds nothing to claim.
+
+    The message is acknowledged only when the task ends (acks_late); a worker killed mid-photo
+    hands it back (reject_on_worker_lost) and the redelivered message, with the same task id,
+    takes its photo back (do_claim_photo counts the attempt).
+    """
+    token = str(getattr(self.request, "id", "") or "")  # type: ignore[attr-defined]
+    budget = settings.FACEWEB_DATABASE_WAIT_SECONDS
+    while True:
+        try:
+            return _process(token, photo_id)
+        except OperationalError:
+            logger.warning("photo %s: the database went away; waiting for it", photo_id)
+            if not wait_for_database(budget):
+                # Still down: leave the photo to the periodic check (stale or lost in queue).
+                raise
+            try:
+                do_release_photo(photo_id)
+            except OperationalError:
+                continue  # gone again: the next claim fails and waits once more
+            logger.info("photo %s: the database is back; processing it again", photo_id)
+
+
+@shared_task(**RETRY)
 def rematch_near_faces(face_ids: list[int]) -> int:
     """After faces were confirmed: re-match the unconfirmed faces of the library near them.
 
@@ -55,22 +111,22 @@ def rematch_near_faces(face_ids: list[int]) -> int:
     return do_rematch_near_faces(face_ids)
 
 
-@shared_task(
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=5,
-    acks_late=True,
-    soft_time_limit=600,
-    time_limit=660,
-)
+@shared_task(**RETRY)
+def heal_photos() -> dict[str, int]:
+    """Celery beat runs this every minute: stuck photos back to the queue, with the reason."""
+    counts = do_heal_photos()
+    if any(counts.values()):
+        logger.warning("healed stuck photos: %s", counts)
+    return counts
+
+
+@shared_task(**{**RETRY, "soft_time_limit": 600, "time_limit": 660})
 def refit_basis(embedder_version: str, target_id: int | None = None, batch_size: int = 5000) -> str:
     """Fit a new PCA basis and move the templates to it in the background (see templates.py).
 
     Works for about a minute, then re-enqueues itself with the pending basis id, so a refit of
     millions of templates never meets the time limit. Running it twice continues the refit.
     """
-    import time
-
     if target_id is None:
         target = do_start_refit(embedder_version)
     else:

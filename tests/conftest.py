@@ -16,12 +16,16 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from faceweb.celery import app as celery_app
+from faceweb.db import ensure_embedded_server
 from gallery.models import Gallery, GalleryMember
 
 REPO = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces")).resolve()
 PHOTOS = FACES_DIR / "photos"
 PASSWORD = "correct-horse-battery-staple"
+
+# The suite gets the embedded server like any entry point does (nothing starts it on import).
+ensure_embedded_server()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Face, GalleryMember, Person
-from tests.web_factories import FaceFactory, PersonFactory, make_world
+from tests.web_factories import FaceFactory, PersonFactory, PhotoFactory, make_world
 
 
 def _post(client: Client, name: str, face: Face, data: dict | None = None) -> object:
@@ -29,13 +31,18 @@ def test_it_tags_by_name_into_the_owners_library_and_by_id(
     alice: User, bob: User, bob_client: Client
 ) -> None:
     world = make_world(alice, bob, GalleryMember.Role.EDITOR)
-    face = FaceFactory(photo=world.photo, left=400)
+    face = cast(Face, FaceFactory(photo=world.photo, left=400))
     by_name = _post(bob_client, "api:face-tag", face, {"name": "Zed"})
     assert by_name.status_code == 200
     zed = Person.objects.get(name="Zed")
     assert zed.owner == alice and by_name.json()["person"] == {"id": zed.pk, "name": "Zed"}
 
-    ben = PersonFactory(owner=alice, name="Ben")
+    ben = cast(Person, PersonFactory(owner=alice, name="Ben"))
+    # bob sees no face of Ben yet, so for him Ben does not exist.
+    url = reverse("api:face-tag", args=[face.pk])
+    refused = bob_client.post(url, {"person": ben.pk}, content_type="application/json")
+    assert refused.status_code == 404
+    FaceFactory(photo=PhotoFactory(gallery=world.gallery), person=ben, assignment="confirmed")
     by_id = _post(bob_client, "api:face-tag", face, {"person": ben.pk})
     assert by_id.status_code == 200 and by_id.json()["person"]["name"] == "Ben"
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
+from gallery.auth import SafeBasicAuthentication
 from gallery.models import Gallery, GalleryMember
 from tests.conftest import PASSWORD
 from tests.web_factories import GalleryFactory, PhotoFactory
@@ -29,13 +34,23 @@ def test_it_lists_visible_galleries_with_role_and_counts(
     assert [g["name"] for g in filtered["results"]] == ["Mine"]
 
 
-def test_it_accepts_basic_authentication(gallery: Gallery, client: Client) -> None:
+def test_it_refuses_basic_authentication_unless_it_is_turned_on(
+    gallery: Gallery, client: Client
+) -> None:
     token = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
-    response = client.get(reverse("api:gallery-list"), headers={"Authorization": f"Basic {token}"})
-    assert response.status_code == 200 and response.json()["count"] == 1
-    wrong = base64.b64encode(b"alice:wrong").decode()
-    refused = client.get(reverse("api:gallery-list"), headers={"Authorization": f"Basic {wrong}"})
-    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Basic")
+    off = client.get(reverse("api:gallery-list"), headers={"Authorization": f"Basic {token}"})
+    assert off.status_code == 401 and off["WWW-Authenticate"].startswith("Bearer")
+
+    # FACEWEB_API_BASIC_AUTH=1 adds this class for old scripts.
+    def basic(raw: bytes) -> tuple[object, None] | None:
+        header = "Basic " + base64.b64encode(raw).decode()
+        request = Request(APIRequestFactory().get("/api/galleries/", HTTP_AUTHORIZATION=header))
+        return SafeBasicAuthentication().authenticate(request)
+
+    assert basic(f"alice:{PASSWORD}".encode()) == (gallery.owner, None)
+    for wrong in (b"alice:wrong", b"ali\x00ce:x", b"alice:x\x00"):
+        with pytest.raises(AuthenticationFailed):
+            basic(wrong)
 
 
 def test_it_creates_updates_and_deletes_a_gallery(alice: User, alice_client: Client) -> None:

@@ -164,7 +164,7 @@ def test_it_explains_files_without_a_face(alice_client: Client, faces_dir: Path)
 
 def test_it_refuses_anonymous_users(client: Client) -> None:
     assert client.get(SEARCH).status_code == 302
-    assert client.post(API).status_code == 401  # Basic challenge first (faceweb/settings.py)
+    assert client.post(API).status_code == 401  # a Bearer challenge (faceweb/settings.py)
     assert reverse("gallery:search") == SEARCH
 
 

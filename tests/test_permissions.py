@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,8 +19,17 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
-from gallery.models import Face, GalleryMember, Person, Photo
-from tests.web_factories import World, jpeg, make_world
+from gallery.actions.accounts import do_create_api_key
+from gallery.models import ApiKey, Face, GalleryMember, Person, Photo
+from tests.web_factories import (
+    FaceFactory,
+    GalleryFactory,
+    PersonFactory,
+    PhotoFactory,
+    World,
+    jpeg,
+    make_world,
+)
 
 
 def _app_routes() -> set[str]:
@@ -37,8 +46,9 @@ def _app_routes() -> set[str]:
                 names.add(":".join(filter(None, [namespace, pattern.name])))
         return names
 
-    # Sign-in pages and the public schema and docs hold no gallery data.
-    return walk(get_resolver().url_patterns, "") - {"login", "logout", "api-schema", "api-docs"}
+    # Sign-in pages, the public schema and docs and the health check hold no gallery data.
+    public = {"login", "logout", "api-schema", "api-docs", "health"}
+    return walk(get_resolver().url_patterns, "") - public
 
 
 ACTORS = ["owner", "viewer", "editor", "stranger", "anonymous"]
@@ -64,8 +74,10 @@ HTML_READ = codes(200, 200, 200, 404, 302)
 HTML_WRITE = codes(302, 403, 302, 404, 302)
 HTML_OWNER = codes(302, 403, 403, 404, 302)
 HTML_ANY_USER = codes(200, 200, 200, 200, 302)
-# API: anonymous requests get 401 with a Basic challenge.
+# API: anonymous requests get 401 with a challenge.
 API_READ = codes(200, 200, 200, 404, 401)
+PRIVATE_HTML = codes(200, 404, 404, 404, 302)
+PRIVATE_API = codes(200, 404, 404, 404, 401)
 
 
 def api_write(ok: int) -> dict[str, int]:
@@ -88,6 +100,22 @@ def _upload(w: World, users: dict[str, User]) -> dict[str, object]:
     return {"files": [SimpleUploadedFile("new.jpg", jpeg(50, 50, (1, 2, 3)), "image/jpeg")]}
 
 
+def _private_person(w: World) -> Person:
+    """alice's person who appears only in a gallery shared with nobody: only alice sees them."""
+    private = GalleryFactory(owner=w.gallery.owner, name="Private")
+    person = cast(Person, PersonFactory(owner=w.gallery.owner, name=SECRET_NAME))
+    FaceFactory(photo=PhotoFactory(gallery=private), person=person, assignment="confirmed")
+    return person
+
+
+SECRET_NAME = "Secret Sam"
+
+
+def _alices_key(users: dict[str, User]) -> ApiKey:
+    return do_create_api_key(users["alice"], "script").key
+
+
+HIDDEN = lambda w: _private_person(w).pk  # noqa: E731
 G = lambda w: w.gallery.pk  # noqa: E731
 P = lambda w: w.photo.pk  # noqa: E731
 F = lambda w: w.face.pk  # noqa: E731
@@ -244,6 +272,37 @@ ENDPOINTS = [
         json=True,
     ),
     Endpoint("api person faces", "get", _u("api:person-faces", PERSON), API_READ),
+    Endpoint("api person delete", "delete", _u("api:person-detail", PERSON), api_owner(204)),
+    Endpoint("person delete", "post", _u("gallery:person-delete", PERSON), HTML_OWNER),
+    # Account pages: each user's own; user management is for staff (none of these users).
+    Endpoint("account", "get", _u("account"), HTML_ANY_USER),
+    Endpoint("password change", "get", _u("password_change"), HTML_ANY_USER),
+    Endpoint("api keys", "get", _u("api-keys"), HTML_ANY_USER),
+    Endpoint(
+        "api key revoke",
+        "post",
+        lambda w, u: reverse("api-key-revoke", args=[_alices_key(u).pk]),
+        codes(302, 404, 404, 404, 302),
+    ),
+    Endpoint("export", "get", _u("account-export"), HTML_ANY_USER),
+    Endpoint("users", "get", _u("users"), codes(404, 404, 404, 404, 302)),
+    Endpoint(
+        "user delete",
+        "post",
+        lambda w, u: reverse("user-delete", args=[u["dave"].pk]),
+        codes(404, 404, 404, 404, 302),
+    ),
+    # A person who appears only in an unshared gallery exists for nobody but the owner.
+    Endpoint("private person page", "get", _u("gallery:person-detail", HIDDEN), PRIVATE_HTML),
+    Endpoint(
+        "private person rename",
+        "post",
+        _u("gallery:person-rename", HIDDEN),
+        codes(302, 404, 404, 404, 302),
+        data=lambda w, u: {"name": "Renamed"},
+    ),
+    Endpoint("api private person", "get", _u("api:person-detail", HIDDEN), PRIVATE_API),
+    Endpoint("api private person faces", "get", _u("api:person-faces", HIDDEN), PRIVATE_API),
     # Pages other modules added on top (tagging workflow, search by face).
     Endpoint("face confirm", "post", _u("gallery:face-confirm", F), HTML_WRITE),
     Endpoint("face not this person", "post", _u("gallery:face-reject", F), HTML_WRITE),
@@ -348,6 +407,14 @@ if "review:review-queue" in _app_routes():
 
 # Routes deliberately left out of the table, with the reason.
 NOT_IN_TABLE = {
+    # Public by design and holding no gallery data (tests/test_accounts.py): self-registration
+    # (404 unless turned on) and the password-reset and password-changed pages.
+    "register",
+    "password_change_done",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
     # Names no object of a gallery: a missing merge redirects; the target person is checked
     # like person merge (tests/test_tagging_views.py covers it with a real merge).
     "gallery:merge-undo",
@@ -422,3 +489,27 @@ def test_it_covers_every_route_of_the_app_and_the_api(users: dict[str, User]) ->
     world = make_world(users["alice"], users["bob"], GalleryMember.Role.VIEWER)
     covered = {resolve(e.url(world, users).split("?")[0]).view_name for e in ENDPOINTS}
     assert _app_routes() - covered - NOT_IN_TABLE == set()
+
+
+# Where names are listed: none of them may show a person the user sees no face of.
+NAME_LISTS = [
+    _u("gallery:person-list"),
+    _u("api:person-list"),
+    _u("gallery:photo-detail", P),
+    _u("gallery:suggestion-list"),
+    _u("gallery:unknown-list"),
+    _u("gallery:person-detail", PERSON),
+]
+
+
+@pytest.mark.parametrize("actor", ["owner", "viewer", "editor", "stranger"])
+def test_it_shows_names_only_through_faces_the_user_may_see(
+    actor: str, users: dict[str, User]
+) -> None:
+    bob_role = GalleryMember.Role.EDITOR if actor == "editor" else GalleryMember.Role.VIEWER
+    world = make_world(users["alice"], users["bob"], bob_role)
+    _private_person(world)
+    client = _client(actor, users)
+    pages = "".join(client.get(url(world, users)).content.decode() for url in NAME_LISTS)
+    assert (SECRET_NAME in pages) == (actor == "owner"), actor
+    assert ("Ann" in pages) == (actor != "stranger"), actor

@@ -89,7 +89,7 @@ class Case:
 
 CASES = [
     Case("text file named .jpg", "holiday.jpg", lambda: b"not a photo at all\n" * 50,
-         rejected="not an image file"),
+         rejected="not a photo in a format we take"),
     Case("zero bytes", "empty.jpg", lambda: b"", rejected="empty (0 bytes)"),
     Case("decompression bomb header", "bomb.png", lambda: png_header_only(30000, 30000),
          rejected="900.0 megapixels, over the limit"),

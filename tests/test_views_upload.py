@@ -28,7 +28,7 @@ def test_it_uploads_with_the_plain_form_and_shows_the_batch_on_the_gallery_page(
     assert "Uploaded 1 photo(s); processing them now." in html
     assert f'id="batch-{photo.batch_id}"' in html
     assert 'hx-trigger="every 2s"' in html  # still queued: the panel polls
-    assert "notes.jpg" in html and "this is not an image file in a format we can read" in html
+    assert "notes.jpg" in html and "this is not a photo in a format we take (JPEG, PNG" in html
     assert photo.original_name == "obama_small.jpg" and photo.uploaded_by.username == "bob"
 
 

@@ -9,10 +9,13 @@ from django.db import transaction
 
 from gallery.actions.common import ActionError, clean_text
 from gallery.actions.photos import delete_stored_files
-from gallery.models import Face, FaceEvent, Gallery, GalleryMember, Photo
+from gallery.models import MAX_TAGS, Face, FaceEvent, Gallery, GalleryMember, Photo
 
 
 def _clean_tags(tags: Iterable[str]) -> list[str]:
+    tags = list(tags)
+    if len(tags) > MAX_TAGS:
+        raise ActionError(f"A gallery can have at most {MAX_TAGS} tags; this has {len(tags)}.")
     seen: dict[str, None] = {}
     for tag in tags:
         value = clean_text(tag, limit=50).lower()

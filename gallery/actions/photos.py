@@ -6,13 +6,14 @@ Processing itself (recognition/actions/processing.py) calls these to move a phot
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -20,7 +21,8 @@ from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Greatest
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
@@ -28,7 +30,13 @@ from PIL import Image, UnidentifiedImageError
 from faceweb.queue import PROCESS_PHOTO, enqueue_on_commit
 from gallery.actions.common import ActionError, clean_file_name
 from gallery.models import Face, FaceEvent, Gallery, Photo, UploadBatch
-from recognition.core.images import bomb_message
+from recognition.core.images import (
+    CONTENT_TYPES,
+    SUFFIXES,
+    bomb_message,
+    not_a_photo_message,
+    photo_formats,
+)
 from recognition.index.enrolment import sync_face_templates
 
 
@@ -53,7 +61,8 @@ def _size(n: int) -> str:
 
 
 def check_upload(upload: UploadedFile) -> str:
-    """Cheap checks before a file is stored; returns its content type. Raises ActionError."""
+    """Cheap checks before a file is stored; returns its content type, from the format Pillow
+    detects (never from the file name). Raises ActionError."""
     limit = settings.FACEWEB_MAX_UPLOAD_BYTES
     if upload.size == 0:
         raise ActionError("the file is empty (0 bytes)")
@@ -62,11 +71,11 @@ def check_upload(upload: UploadedFile) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(upload) as img:
+            with Image.open(upload, formats=photo_formats()) as img:
                 width, height = img.size
                 fmt = img.format or ""
     except UnidentifiedImageError as exc:
-        raise ActionError("this is not an image file in a format we can read") from exc
+        raise ActionError(not_a_photo_message()) from exc
     except Image.DecompressionBombError as exc:
         # Not an OSError: without this clause a huge header escaped as a server error.
         raise ActionError(bomb_message(exc, settings.FACEWEB_MAX_IMAGE_PIXELS)) from exc
@@ -79,7 +88,7 @@ def check_upload(upload: UploadedFile) -> str:
             f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, "
             f"over the limit of {settings.FACEWEB_MAX_IMAGE_PIXELS / 1e6:.0f} megapixels"
         )
-    return Image.MIME.get(fmt, "application/octet-stream")
+    return CONTENT_TYPES[fmt]
 
 
 @transaction.atomic
@@ -115,8 +124,10 @@ def do_upload_photos(gallery: Gallery, files: Iterable[UploadedFile], by: User) 
                     content_type=content_type,
                     size_bytes=upload.size or 0,
                     sha256=sha,
+                    queued_at=timezone.now(),
                 )
-                photo.original.save(name, upload, save=False)
+                # The stored name's suffix follows the detected format, not the user's file name.
+                photo.original.save(f"photo{SUFFIXES[content_type]}", upload, save=False)
                 photo.save()
                 enqueue_on_commit(PROCESS_PHOTO, photo.pk)
         except ActionError as exc:
@@ -134,86 +145,226 @@ def do_upload_photos(gallery: Gallery, files: Iterable[UploadedFile], by: User) 
     return result
 
 
-@transaction.atomic
-def do_requeue_photo(photo: Photo) -> bool:
-    """Put a photo (back) in the queue; a queued photo whose message was lost is sent again.
+class Requeue(enum.StrEnum):
+    """Why a photo goes (back) into the queue; recorded with each re-queue."""
 
-    The task's conditional claim makes a duplicate message harmless. False if the photo is gone.
+    ASKED = "someone asked to process it again"
+    WORKER_LOST = "the worker processing it stopped before finishing"
+    MESSAGE_LOST = "it waited in the queue with no worker taking it"
+    NEW_VERSION = "processing changed since it failed"
+
+
+def processing_version() -> str:
+    """What a FAILED photo failed under: a new version gives it one more automatic try.
+
+    Bump PROCESSING_REVISION when a change to processing may fix photos that failed before.
     """
-    updated = Photo.objects.filter(pk=photo.pk).update(
-        status=Photo.Status.QUEUED, error="", processing_started_at=None
-    )
+    return f"{PROCESSING_REVISION}/{settings.FACEWEB_DETECTOR}/{settings.FACEWEB_EMBEDDER}"
+
+
+PROCESSING_REVISION = 1
+
+
+def max_attempts() -> int:
+    return settings.FACEWEB_MAX_PROCESSING_ATTEMPTS
+
+
+@transaction.atomic
+def do_requeue_photo(
+    photo: Photo, *, reason: Requeue = Requeue.ASKED, by: User | None = None
+) -> bool:
+    """Put a photo (back) in the queue, and record why; False if it is gone, or (a person's
+    click, `by` given) already waiting in the queue.
+
+    A person's request (ASKED) starts the attempts over; the automatic re-queues (a lost worker,
+    a lost message) keep counting, so a photo that kills its worker every time ends FAILED after
+    FACEWEB_MAX_PROCESSING_ATTEMPTS. The task's conditional claim makes a duplicate message
+    harmless.
+    """
+    photos = Photo.objects.filter(pk=photo.pk)
+    if reason is Requeue.ASKED and by is not None:
+        photos = photos.exclude(status=Photo.Status.QUEUED)
+    changes: dict[str, object] = {
+        "status": Photo.Status.QUEUED,
+        "error": "",
+        "processing_started_at": None,
+        "claimed_by": "",
+        "queued_at": timezone.now(),
+    }
+    if reason in {Requeue.ASKED, Requeue.NEW_VERSION}:
+        changes["attempts"] = 0
+    updated = photos.update(**changes)
     if updated:
+        FaceEvent.objects.create(
+            user=by,
+            action=FaceEvent.Action.PHOTO_REQUEUED,
+            data={"photo": photo.pk, "reason": reason.name.lower(), "why": str(reason)},
+        )
         enqueue_on_commit(PROCESS_PHOTO, photo.pk)
     return bool(updated)
 
 
 @transaction.atomic
-def do_claim_photo(photo_id: int) -> Photo | None:
-    """Claim a queued photo for processing; None when it is gone or not queued (another worker
-    claimed it, or it finished): a duplicate message then does nothing."""
-    claimed = Photo.objects.filter(pk=photo_id, status=Photo.Status.QUEUED).update(
-        status=Photo.Status.PROCESSING,
-        processing_started_at=timezone.now(),
-        error="",
-        attempts=F("attempts") + 1,
+def do_claim_photo(photo_id: int, token: str = "") -> Photo | None:
+    """Claim a photo for processing; None when it is gone, finished, or another task holds it (a
+    duplicate message then does nothing).
+
+    `token` is the task's id: a message redelivered after its worker died carries the same id
+    and takes its photo back. Each claim counts an attempt (F(): two workers never lose one);
+    past FACEWEB_MAX_PROCESSING_ATTEMPTS the photo fails instead, with the reason.
+    """
+    mine = Q(status=Photo.Status.QUEUED)
+    if token:
+        mine |= Q(status=Photo.Status.PROCESSING, claimed_by=token)
+    claimed = (
+        Photo.objects.filter(mine, pk=photo_id)
+        .filter(attempts__lt=max_attempts())
+        .update(
+            status=Photo.Status.PROCESSING,
+            processing_started_at=timezone.now(),
+            claimed_by=token,
+            error="",
+            attempts=F("attempts") + 1,
+        )
     )
     if claimed == 0:
+        spent = Photo.objects.filter(mine, pk=photo_id, attempts__gte=max_attempts()).first()
+        if spent is not None:
+            do_fail_photo(
+                spent,
+                f"processing was started {spent.attempts} times without finishing (the worker "
+                "stopped each time), so it is not tried again automatically",
+            )
         return None
     return Photo.objects.filter(pk=photo_id).select_related("gallery").first()
 
 
 @transaction.atomic
 def do_release_photo(photo_id: int) -> None:
-    """A transient failure (the database went away): back to the queue for the task's retry."""
+    """A transient failure (the database went away): back to the queue for the task's retry.
+    Not the photo's fault, so the attempt is not counted."""
     Photo.objects.filter(pk=photo_id, status=Photo.Status.PROCESSING).update(
-        status=Photo.Status.QUEUED
+        status=Photo.Status.QUEUED,
+        claimed_by="",
+        queued_at=timezone.now(),
+        attempts=Greatest(F("attempts") - 1, 0),
     )
 
 
 @transaction.atomic
-def do_finish_photo(photo: Photo, width: int, height: int, taken_at: datetime | None) -> None:
-    """Processing succeeded. Caller holds the transaction that stored the photo's faces."""
-    photo.width, photo.height = width, height
-    photo.taken_at = taken_at
-    photo.status = Photo.Status.DONE
-    photo.error = ""
-    photo.processed_at = timezone.now()
-    photo.save(
-        update_fields=[
-            "width",
-            "height",
-            "taken_at",
-            "thumbnail",
-            "preview",
-            "status",
-            "error",
-            "processed_at",
-        ]
+def do_finish_photo(photo: Photo, width: int, height: int, taken_at: datetime | None) -> bool:
+    """Processing succeeded. Caller holds the transaction that stored the photo's faces.
+
+    False when the photo was deleted meanwhile: the caller then removes what it stored."""
+    now = timezone.now()
+    updated = Photo.objects.filter(pk=photo.pk).update(
+        width=width,
+        height=height,
+        taken_at=taken_at,
+        thumbnail=photo.thumbnail.name,
+        preview=photo.preview.name,
+        status=Photo.Status.DONE,
+        error="",
+        processed_at=now,
+        processed_with=processing_version(),
+        claimed_by="",
+    )
+    photo.width, photo.height, photo.taken_at = width, height, taken_at
+    photo.status, photo.error, photo.processed_at = Photo.Status.DONE, "", now
+    return bool(updated)
+
+
+@transaction.atomic
+def do_fail_photo(photo: Photo, error: str) -> bool:
+    """Processing failed for good; `error` is shown to the user. False if the photo is gone."""
+    now = timezone.now()
+    updated = Photo.objects.filter(pk=photo.pk).update(
+        status=Photo.Status.FAILED,
+        error=error,
+        processed_at=now,
+        processed_with=processing_version(),
+        claimed_by="",
+    )
+    photo.status, photo.error, photo.processed_at = Photo.Status.FAILED, error, now
+    return bool(updated)
+
+
+def stale_processing(now: datetime | None = None) -> QuerySet[Photo]:
+    """Photos in `processing` for longer than any run may take: their worker died."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.FACEWEB_STALE_PROCESSING_SECONDS)
+    return Photo.objects.filter(status=Photo.Status.PROCESSING).filter(
+        Q(processing_started_at__lt=cutoff) | Q(processing_started_at__isnull=True)
+    )
+
+
+def lost_in_queue(now: datetime | None = None) -> QuerySet[Photo]:
+    """Queued photos whose message was probably lost: queued long ago while no worker has
+    started anything since. A long but moving queue is left alone (re-sending would only add
+    duplicates)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.FACEWEB_STALE_QUEUED_SECONDS)
+    moving = Photo.objects.filter(processing_started_at__gte=cutoff).exists()
+    if moving:
+        return Photo.objects.none()
+    return Photo.objects.filter(status=Photo.Status.QUEUED).filter(
+        Q(queued_at__lt=cutoff) | Q(queued_at__isnull=True, created_at__lt=cutoff)
     )
 
 
 @transaction.atomic
-def do_fail_photo(photo: Photo, error: str) -> None:
-    """Processing failed for good; `error` is shown to the user."""
-    photo.status = Photo.Status.FAILED
-    photo.error = error
-    photo.processed_at = timezone.now()
-    photo.save(update_fields=["status", "error", "processed_at"])
+def do_heal_photos() -> dict[str, int]:
+    """Re-queue photos stuck in `processing` (dead worker) or `queued` (lost message), each with
+    its reason; a photo out of attempts fails instead. Run periodically by Celery beat."""
+    counts = {"worker_lost": 0, "message_lost": 0, "failed": 0}
+    for photo in stale_processing().only("pk", "attempts", "status"):
+        if photo.attempts >= max_attempts():
+            if do_fail_photo(
+                photo,
+                f"processing was started {photo.attempts} times without finishing (the worker "
+                "stopped each time), so it is not tried again automatically",
+            ):
+                counts["failed"] += 1
+        elif do_requeue_photo(photo, reason=Requeue.WORKER_LOST):
+            counts["worker_lost"] += 1
+    for photo in lost_in_queue().only("pk"):
+        if do_requeue_photo(photo, reason=Requeue.MESSAGE_LOST):
+            counts["message_lost"] += 1
+    return counts
+
+
+@transaction.atomic
+def do_requeue_failed_after_upgrade() -> int:
+    """FAILED is final, except that a new processing version gets one more try."""
+    count = 0
+    failed = Photo.objects.filter(status=Photo.Status.FAILED).exclude(
+        processed_with=processing_version()
+    )
+    for photo in failed.only("pk"):
+        count += do_requeue_photo(photo, reason=Requeue.NEW_VERSION)
+    return count
 
 
 @transaction.atomic
 def do_delete_photo(photo: Photo, by: User) -> None:
-    """Delete a photo with its faces (and their templates); files go once the delete commits."""
-    face_ids = list(photo.faces.values_list("pk", flat=True))
-    names = [photo.original.name, photo.thumbnail.name, photo.preview.name]
-    names += [name for name in photo.faces.values_list("crop", flat=True) if name]
+    """Delete a photo with its faces (and their templates); files go once the delete commits.
+
+    The row lock waits for a worker that is storing this photo's results (it holds the same
+    lock), so the files it stored are read here and removed too; a worker that comes later
+    finds the photo gone and removes its own files (recognition/actions/processing.py).
+    """
+    row = Photo.objects.select_for_update().filter(pk=photo.pk).first()
+    if row is None:
+        return
+    face_ids = list(row.faces.values_list("pk", flat=True))
+    names = [row.original.name, row.thumbnail.name, row.preview.name]
+    names += [name for name in row.faces.values_list("crop", flat=True) if name]
     FaceEvent.objects.create(
         user=by,
         action=FaceEvent.Action.PHOTO_DELETED,
-        data={"photo": photo.pk, "name": photo.original_name},
+        data={"photo": row.pk, "name": row.original_name},
     )
-    photo.delete()
+    row.delete()
     sync_face_templates(face_ids)
     transaction.on_commit(lambda: delete_stored_files(names))
 

@@ -15,7 +15,7 @@ from gallery.views.galleries import (
     photo_upload,
 )
 from gallery.views.media import media
-from gallery.views.people import person_detail, person_list, person_rename
+from gallery.views.people import person_delete, person_detail, person_list, person_rename
 from gallery.views.photos import photo_delete, photo_detail, photo_reprocess
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "gallery_unshare",
     "gallery_update",
     "media",
+    "person_delete",
     "person_detail",
     "person_list",
     "person_rename",

@@ -55,7 +55,9 @@ def _face_response(
         "error": error,
         "oob": True,
         "added": added,
-        "people": list(queries.library_people(gallery.owner_id)) if people_changed else None,
+        "people": list(queries.library_people(request.user, gallery.owner_id))
+        if people_changed
+        else None,
     }
     return render(request, "gallery/_face_response.html", context, status=422 if error else 200)
 

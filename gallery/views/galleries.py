@@ -26,7 +26,7 @@ from gallery.actions.galleries import (
 from gallery.actions.photos import do_upload_photos
 from gallery.forms import GalleryForm, ShareForm
 from gallery.models import Gallery, GalleryMember, Photo, UploadBatch
-from gallery.views._common import paginate
+from gallery.views._common import paginate, parse_id
 
 GALLERIES_PER_PAGE = 24
 PHOTOS_PER_PAGE = 48
@@ -118,9 +118,9 @@ def _move_targets(request: AuthedRequest, gallery: Gallery) -> list[Gallery]:
 
 def _batches_to_show(request: AuthedRequest, gallery: Gallery) -> list[UploadBatch]:
     """The batch named in `?batch=`, else this user's batches in this gallery still running."""
-    batch_id = request.GET.get("batch", "")
-    if batch_id.isdigit():
-        return list(gallery.batches.filter(pk=int(batch_id)))
+    batch_id = parse_id(request.GET.get("batch"))
+    if batch_id is not None:
+        return list(gallery.batches.filter(pk=batch_id))
     unfinished = [Photo.Status.QUEUED, Photo.Status.PROCESSING]
     return list(
         gallery.batches.filter(created_by_id=request.user.pk, photos__status__in=unfinished)

@@ -24,11 +24,13 @@ from django.views.decorators.http import require_GET
 from faceweb.http import AuthedRequest
 from gallery.access import access_gallery
 from gallery.models import Face, Photo
+from recognition.core.images import CONTENT_TYPES
 
 # Stored names are made by gallery.models._storage_name: "<kind>/<gallery id>/<uuid hex>.<ext>".
 # Anything else (a "..", a slash too many, an absolute path) is refused before any lookup.
 STORED_NAME = re.compile(r"^(originals|derived)/([0-9]{1,18})/[0-9a-f]{32}\.[a-z]{3,4}$")
 IMAGE_TYPES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_CONTENT_TYPES = frozenset(CONTENT_TYPES.values())
 
 
 @require_GET
@@ -40,11 +42,17 @@ def media(request: AuthedRequest, path: str) -> HttpResponse:
     kind, gallery_id = match.group(1), int(match.group(2))
     gallery, _ = access_gallery(request.user, gallery_id)
     download_name = ""
+    content_type = ""
     if kind == "originals":
-        photo = Photo.objects.filter(gallery=gallery, original=path).only("original_name").first()
+        photo = (
+            Photo.objects.filter(gallery=gallery, original=path)
+            .only("original_name", "content_type")
+            .first()
+        )
         if photo is None:
             raise Http404("No such file.")
         download_name = photo.original_name
+        content_type = photo.content_type
     else:
         known = (
             Photo.objects.filter(gallery=gallery)
@@ -54,15 +62,23 @@ def media(request: AuthedRequest, path: str) -> HttpResponse:
         )
         if not known:
             raise Http404("No such file.")
-    return _file_response(path, download_name)
+    return _file_response(path, download_name, content_type)
 
 
-def _file_response(name: str, download_name: str, *, attachment: bool = False) -> HttpResponse:
-    """A stored file; `attachment`: saved by the browser as `download_name`, never shown."""
-    suffix = Path(name).suffix.lower()
-    content_type = (
-        mimetypes.guess_type(name)[0] if suffix in IMAGE_TYPES else None
-    ) or "application/octet-stream"
+def _file_response(
+    name: str, download_name: str, detected: str = "", *, attachment: bool = False
+) -> HttpResponse:
+    """A stored file; `attachment`: saved by the browser as `download_name`, never shown.
+
+    `detected`: the content type of the format found at upload (originals); derived files are
+    JPEGs we wrote. Anything not a known image type is sent as a download."""
+    if detected:
+        content_type = detected if detected in IMAGE_CONTENT_TYPES else "application/octet-stream"
+    else:
+        suffix = Path(name).suffix.lower()
+        content_type = (
+            mimetypes.guess_type(name)[0] if suffix in IMAGE_TYPES else None
+        ) or "application/octet-stream"
     prefix = settings.FACEWEB_MEDIA_ACCEL_PREFIX
     if prefix:
         # nginx sends the bytes from an `internal` location mapped onto MEDIA_ROOT.

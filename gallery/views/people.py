@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from faceweb.http import AuthedRequest
 from gallery import queries
-from gallery.access import access_face, access_person
+from gallery.access import Role, access_face, access_person
 from gallery.actions.common import ActionError
 from gallery.actions.people import (
     SameNameError,
@@ -25,6 +26,7 @@ from gallery.actions.people import (
 from gallery.forms import PersonNameForm
 from gallery.models import Face, Person, PersonMerge
 from gallery.views._common import paginate
+from recognition.actions.identity import do_delete_person
 from recognition.index.unknown import unknown_groups
 
 PEOPLE_PER_PAGE = 60
@@ -71,7 +73,9 @@ def person_detail(request: AuthedRequest, person_id: int) -> HttpResponse:
         "confirmed_count": faces.filter(assignment=Face.Assignment.CONFIRMED).count(),
         "auto_count": faces.filter(assignment=Face.Assignment.SUGGESTED).count(),
         "pending_count": pending.count(),
-        "merge_choices": list(queries.library_people(person.owner_id).exclude(pk=person.pk))
+        "merge_choices": list(
+            queries.library_people(request.user, person.owner_id).exclude(pk=person.pk)
+        )
         if role.can_write
         else [],
         "merges": list(
@@ -91,6 +95,19 @@ def _same_name_offer(request: AuthedRequest, person: Person) -> dict | None:
     name = request.GET.get("rename", "").strip()
     existing = same_name(person, name) if name else None
     return {"name": name, "existing": existing} if existing is not None else None
+
+
+@require_POST
+@login_required
+def person_delete(request: AuthedRequest, person_id: int) -> HttpResponse:
+    """The owner deletes a person with their templates and face embeddings (the faces stay)."""
+    person, role = access_person(request.user, person_id, for_write=True)
+    if role is not Role.OWNER:
+        raise PermissionDenied("Only the owner of the library may delete a person.")
+    name = person.name
+    do_delete_person(person, by=request.user)
+    messages.success(request, f"{name} is deleted; their faces are unnamed again.")
+    return redirect("gallery:person-list")
 
 
 @require_POST

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from faceweb.http import AuthedRequest
 from gallery import queries
 from gallery.access import access_gallery, access_photo
-from gallery.actions.photos import do_delete_photo, do_move_photos, do_requeue_photo
+from gallery.actions.photos import Requeue, do_delete_photo, do_move_photos, do_requeue_photo
 from gallery.models import Face, Photo
 from gallery.views.faces import can_review
 from gallery.views.media import _file_response
@@ -47,7 +47,9 @@ def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
         "can_review": can_review(request, role),
         "faces": [f for f in faces if f.review_status != Face.Review.NOT_FACE],
         "not_faces": [f for f in faces if f.review_status == Face.Review.NOT_FACE],
-        "people": list(queries.library_people(photo.gallery.owner_id)) if can_write else [],
+        "people": list(queries.library_people(request.user, photo.gallery.owner_id))
+        if can_write
+        else [],
         "before": before,
         "after": after,
         "filters": filters,
@@ -60,7 +62,9 @@ def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
 def photo_download(request: AuthedRequest, photo_id: int) -> HttpResponse:
     """The original file as a download (Content-Disposition: attachment)."""
     photo, _ = access_photo(request.user, photo_id)
-    return _file_response(photo.original.name or "", photo.original_name, attachment=True)
+    return _file_response(
+        photo.original.name or "", photo.original_name, photo.content_type, attachment=True
+    )
 
 
 @require_POST
@@ -77,7 +81,7 @@ def photo_delete(request: AuthedRequest, photo_id: int) -> HttpResponse:
 @login_required
 def photo_reprocess(request: AuthedRequest, photo_id: int) -> HttpResponse:
     photo, _ = access_photo(request.user, photo_id, for_write=True)
-    if do_requeue_photo(photo):
+    if do_requeue_photo(photo, reason=Requeue.ASKED, by=request.user):
         messages.success(request, f"{photo.original_name} is queued to be processed again.")
     else:
         messages.info(request, f"{photo.original_name} is already waiting to be processed.")

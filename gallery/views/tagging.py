@@ -21,7 +21,7 @@ from gallery.access import access_face, access_merge, access_person, writable_ga
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_get_or_create_person, do_hide_person
 from gallery.models import Face
-from gallery.views._common import paginate
+from gallery.views._common import paginate, parse_id, parse_ids
 from gallery.views.faces import _face_response
 from recognition.actions.identity import (
     do_confirm_suggestion,
@@ -42,7 +42,7 @@ IGNORED_PER_PAGE = 96
 
 
 def _selected_faces(request: AuthedRequest) -> list[Face]:
-    ids = [int(v) for v in request.POST.getlist("face") if v.isdigit()]
+    ids = parse_ids(request.POST.getlist("face"))
     return list(
         Face.objects.filter(
             pk__in=ids, photo__gallery__in=writable_galleries(request.user).values("pk")
@@ -103,8 +103,9 @@ def face_reject(request: AuthedRequest, face_id: int) -> HttpResponse:
 def suggestion_list(request: AuthedRequest) -> HttpResponse:
     faces = queries.pending_faces(request.user)
     person = None
-    if request.GET.get("person", "").isdigit():
-        person, _ = access_person(request.user, int(request.GET["person"]))
+    person_id = parse_id(request.GET.get("person"))
+    if person_id is not None:
+        person, _ = access_person(request.user, person_id)
         faces = faces.filter(Q(person=person) | Q(suggested_person=person))
     page = paginate(request, faces, SUGGESTIONS_PER_PAGE)
     return render(request, "gallery/suggestions.html", {"page": page, "person": person})
@@ -160,7 +161,7 @@ def unknown_list(request: AuthedRequest) -> HttpResponse:
         "total": total,
         "limit": UNKNOWN_LIMIT,
         "ignored_count": ignored_faces(request.user).count(),
-        "people": queries.library_people(request.user.pk),
+        "people": queries.library_people(request.user, request.user.pk),
         "show": "groups",
     }
     return render(request, "gallery/unknown.html", context)
@@ -228,11 +229,11 @@ def unknown_name(request: AuthedRequest) -> HttpResponse:
 @login_required
 def person_merge(request: AuthedRequest, person_id: int) -> HttpResponse:
     source, _ = access_person(request.user, person_id, for_write=True)
-    into = request.POST.get("into", "")
-    if not into.isdigit():
+    into = parse_id(request.POST.get("into"))
+    if into is None:
         messages.error(request, "Choose the person to merge into.")
         return redirect("gallery:person-detail", person_id=source.pk)
-    target, _ = access_person(request.user, int(into), for_write=True)
+    target, _ = access_person(request.user, into, for_write=True)
     try:
         do_merge_people(source, target, by=request.user)
     except ActionError as exc:

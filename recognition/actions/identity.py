@@ -20,7 +20,16 @@ from pgvector.django import L2Distance
 
 from faceweb.queue import REMATCH_NEAR_FACES, enqueue_on_commit
 from gallery.actions.common import ActionError
-from gallery.models import Face, FaceEvent, FaceNotPerson, Gallery, Person, PersonMerge, trusted_q
+from gallery.models import (
+    Face,
+    FaceEvent,
+    FaceNotPerson,
+    Gallery,
+    GalleryMember,
+    Person,
+    PersonMerge,
+    trusted_q,
+)
 from recognition.core import matching
 from recognition.core.calibration import thresholds
 from recognition.core.geometry import Box, iou
@@ -474,9 +483,25 @@ def _embedding(face: Face) -> np.ndarray:
     return np.asarray(face.embedding, dtype=np.float32)
 
 
-def _owner_gallery_ids(owner_id: int) -> list[int]:
+def matchable_gallery_ids(gallery_id: int) -> list[int]:
+    """The galleries whose templates may name a face in `gallery_id`: those of the same owner
+    that everyone who can see `gallery_id` can see too (its members are a subset of theirs).
 
-    return list(Gallery.objects.filter(owner_id=owner_id).values_list("pk", flat=True))
+    A name written onto a face is shown to everyone who sees that face, so a template from a
+    gallery some of them cannot see would leak a name from a private gallery into a shared one.
+    """
+    owner_id = Gallery.objects.filter(pk=gallery_id).values_list("owner_id", flat=True).first()
+    if owner_id is None:
+        return []
+    members: dict[int, set[int]] = {
+        pk: set() for pk in Gallery.objects.filter(owner_id=owner_id).values_list("pk", flat=True)
+    }
+    for gid, user_id in GalleryMember.objects.filter(gallery__owner_id=owner_id).values_list(
+        "gallery_id", "user_id"
+    ):
+        members[gid].add(user_id)
+    audience = members.get(gallery_id, set())
+    return sorted(gid for gid, users in members.items() if audience <= users)
 
 
 def nearest_template_face(face: Face, person: Person) -> int | None:
@@ -510,12 +535,18 @@ def _banned(face_ids: list[int]) -> tuple[dict[int, set[int]], dict[int, set[int
     return people, faces
 
 
-def _refine(face: Face, person_id: int, banned_faces: set[int]) -> matching.Candidate | None:
-    """The person's nearest template other than the banned ones (the search returns one per
-    person, which may be a banned one)."""
+def _refine(
+    face: Face, person_id: int, banned_faces: set[int], gallery_ids: list[int]
+) -> matching.Candidate | None:
+    """The person's nearest template in `gallery_ids` other than the banned ones (the search
+    returns one per person, which may be a banned one)."""
 
     row = (
-        Template.objects.filter(person_id=person_id, embedder_version=face.embedder_version)
+        Template.objects.filter(
+            person_id=person_id,
+            embedder_version=face.embedder_version,
+            gallery_id__in=gallery_ids,
+        )
         .exclude(face_id__in=banned_faces)
         .annotate(d=L2Distance("face__embedding", _embedding(face)))
         .order_by("d")
@@ -532,12 +563,15 @@ def _candidates(faces: list[Face]) -> dict[int, list[matching.Candidate]]:
     banned_people, banned_faces = _banned(ids)
     groups: dict[tuple[int, str], list[Face]] = defaultdict(list)
     for face in faces:
-        groups[(face.photo.gallery.owner_id, face.embedder_version)].append(face)
+        groups[(face.photo.gallery_id, face.embedder_version)].append(face)
+    scopes: dict[int, list[int]] = {}
     found: dict[int, list[matching.Candidate]] = {}
-    for (owner_id, version), members in groups.items():
+    for (gallery_id, version), members in groups.items():
+        if gallery_id not in scopes:
+            scopes[gallery_id] = matchable_gallery_ids(gallery_id)
         results = search_faces(
             np.stack([_embedding(f) for f in members]),
-            gallery_ids=_owner_gallery_ids(owner_id),
+            gallery_ids=scopes[gallery_id],
             embedder_version=version,
             top_n=MATCH_TOP_N,
             exclude_person_ids=[banned_people.get(f.pk, set()) for f in members],
@@ -546,7 +580,7 @@ def _candidates(faces: list[Face]) -> dict[int, list[matching.Candidate]]:
             cands: list[matching.Candidate] = []
             for c in result.candidates:
                 if c.face_id in banned_faces.get(face.pk, ()):
-                    refined = _refine(face, c.person_id, banned_faces[face.pk])
+                    refined = _refine(face, c.person_id, banned_faces[face.pk], scopes[gallery_id])
                     if refined is not None:
                         cands.append(refined)
                 else:
@@ -795,3 +829,44 @@ def carry_not_persons(
                 person_id=person_id,
                 defaults={"via_face_id": new_via, "created_by_id": created_by},
             )
+
+
+# Deleting a person ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_delete_person(person: Person, by: User) -> None:
+    """Delete a person and the biometric data that made them findable.
+
+    Their templates leave the search index; the faces that carried their name (confirmed or
+    automatic) lose it and their stored embeddings, so nothing can match or cluster those faces
+    back to them (processing the photo again would compute new ones). Suggestions of them,
+    "not this person" decisions and merges about them go too.
+    """
+    with transaction.atomic():
+        person = Person.objects.select_for_update().get(pk=person.pk)
+        faces = Face.objects.filter(person=person)
+        face_ids = list(faces.values_list("pk", flat=True))
+        faces.update(
+            person=None,
+            assignment=Face.Assignment.NONE,
+            match_distance=None,
+            embedding=None,
+            assigned_by=by,
+            assigned_at=timezone.now(),
+        )
+        Face.objects.filter(suggested_person=person).update(
+            suggested_person=None, match_distance=None
+        )
+        Template.objects.filter(person=person).delete()
+        # Merged-in people were this person under another name.
+        for merged in Person.objects.filter(merged_into=person):
+            do_delete_person(merged, by)
+        FaceEvent.objects.filter(person=person).delete()
+        FaceEvent.objects.create(
+            user=by,
+            action=FaceEvent.Action.PERSON_DELETED,
+            data={"person": person.pk, "faces": face_ids},
+        )
+        person.delete()
+    sync_face_templates(face_ids)

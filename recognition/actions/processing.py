@@ -90,6 +90,12 @@ def do_process_photo(photo: Photo) -> list[Face]:
     photo.preview.save("preview.jpg", ContentFile(preview), save=False)
 
     with transaction.atomic():
+        # The photo's row lock orders this against do_delete_photo: a photo deleted while it
+        # was being processed ends here, with the files made for it removed.
+        if not Photo.objects.select_for_update().filter(pk=photo.pk).exists():
+            delete_stored_files([photo.thumbnail.name or "", photo.preview.name or ""])
+            logger.info("photo %s was deleted while it was processed", photo.pk)
+            return []
         old_faces = list(Face.objects.select_for_update().filter(photo=photo))
         # Faces drawn by hand stay; a detection on top of one is the same face, found again.
         drawn = [f for f in old_faces if f.manual]
@@ -108,7 +114,7 @@ def do_process_photo(photo: Photo) -> list[Face]:
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
         Face.objects.bulk_create(new_faces)
         carry_not_persons(new_faces, not_persons)
-        do_finish_photo(photo, decoded.width, decoded.height, decoded.taken_at)
+        do_finish_photo(photo, decoded.width, decoded.height, decoded.taken_at)  # row is locked
         # Tags carried over on reprocessing need their templates back (or gone, if now
         # rejected); matching decides every face of the photo again: trusted faces get their
         # match, and an automatic tag carried onto a face no longer trusted is withdrawn (a

@@ -24,6 +24,43 @@ DEFAULT_MAX_PIXELS = 60_000_000
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
 EXIF_DATETIME_ORIGINAL = 0x9003
+
+# Photo formats a file may be in, checked on the format Pillow detects (never on the file name).
+# Only these plugins are tried: an EPS or PDF is never handed to Ghostscript, nor an exotic format
+# to a rarely used decoder. JPEG covers MPO (phone cameras); HEIF when a plugin registered it.
+PHOTO_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+PHOTO_FORMATS_TEXT = "JPEG, PNG, WebP, GIF, TIFF or BMP"
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+    "HEIF": "image/heif",
+}
+SUFFIXES = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/tiff": ".tif",
+    "image/bmp": ".bmp",
+    "image/heif": ".heic",
+}
+
+
+def photo_formats() -> tuple[str, ...]:
+    Image.init()
+    return PHOTO_FORMATS + (("HEIF",) if "HEIF" in Image.OPEN else ())
+
+
+def not_a_photo_message() -> str:
+    extra = " or HEIC" if "HEIF" in photo_formats() else ""
+    return f"this is not a photo in a format we take ({PHOTO_FORMATS_TEXT}{extra})"
+
+
 EXIF_IFD = 0x8769
 
 
@@ -93,7 +130,7 @@ def decode_image(source: bytes | Path, *, max_pixels: int) -> DecodedImage:
         with warnings.catch_warnings():
             # Between Pillow's limit and twice it Pillow only warns; our own check below decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(opener)
+            img = Image.open(opener, formats=photo_formats())
             width, height = img.size
             if width * height > max_pixels:
                 raise BadImage(
@@ -110,7 +147,7 @@ def decode_image(source: bytes | Path, *, max_pixels: int) -> DecodedImage:
     except BadImage:
         raise
     except UnidentifiedImageError as exc:
-        raise BadImage("this is not an image file in a format we can read") from exc
+        raise BadImage(not_a_photo_message()) from exc
     except Image.DecompressionBombError as exc:
         # Pillow's own guard (twice the app's limit) fired before our check could.
         raise BadImage(bomb_message(exc, max_pixels)) from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import MultiPartParser
@@ -84,6 +84,11 @@ class FaceSearchResponseSerializer(serializers.Serializer):
     candidates = HitSerializer(many=True)
 
 
+class NoFaceSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["no_face"])
+    message = serializers.CharField()
+
+
 def _media(name: str) -> str:
     return reverse("gallery:media", kwargs={"path": name}) if name else ""
 
@@ -146,7 +151,11 @@ def _body(analysis: ProbeAnalysis, index: int, outcome: SearchOutcome) -> dict[s
         "The photo is not stored. A rejected face answers `out_of_distribution` with reasons."
     ),
     request={"multipart/form-data": FaceSearchRequestSerializer},
-    responses={200: FaceSearchResponseSerializer},
+    responses={
+        200: FaceSearchResponseSerializer,
+        400: OpenApiResponse(description="Not a usable photo, or no such face; the body says why."),
+        422: OpenApiResponse(NoFaceSerializer, description="No face was found in the photo."),
+    },
 )
 @api_view(["POST"])
 @parser_classes([MultiPartParser])

@@ -23,7 +23,7 @@ from django.core import signing
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from gallery.access import AnyUser, visible_gallery_ids
+from gallery.access import AnyUser, visible_gallery_ids, visible_people
 from gallery.models import Face, Person
 from recognition.core.calibration import thresholds
 from recognition.core.embedding import get_embedder
@@ -231,7 +231,8 @@ def search_face(
     )
     t1 = time.perf_counter()
     ids = [c.person_id for c in result.candidates]
-    people = Person.objects.in_bulk(ids)
+    # One definition of who may see whom (gallery/access.py), also for search results.
+    people = visible_people(user).in_bulk(ids)
     photos, counts = candidate_photos(ids, gallery_ids, photos_per_person)
     outcome.times_ms = {"search": (t1 - t0) * 1e3, "photos": (time.perf_counter() - t1) * 1e3}
     outcome.plan = result.stats.plan

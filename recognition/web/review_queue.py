@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from gallery.access import AnyUser
 from gallery.models import Face
+from gallery.views._common import parse_id
 from recognition.models import Template
 
 SORTS = {
@@ -74,7 +75,7 @@ class QueueFilters:
         gallery = params.get("gallery", "")
         return cls(
             q=params.get("q", "").strip()[:200],
-            gallery=int(gallery) if gallery.isdigit() else None,
+            gallery=parse_id(gallery),
             since=day(params.get("since", "")),
             until=day(params.get("until", "")),
             sort=params.get("sort", "") if params.get("sort", "") in SORTS else "score",

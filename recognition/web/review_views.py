@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from faceweb.http import AuthedRequest
 from gallery.models import Face, Gallery
-from gallery.views._common import paginate
+from gallery.views._common import paginate, parse_ids
 from gallery.views.media import _file_response
 from recognition.actions.review import do_review_faces
 from recognition.models import ReviewDecision
@@ -104,7 +104,7 @@ def review_decide(request: AuthedRequest, face_id: int) -> HttpResponse:
 @staff_only
 def review_bulk(request: AuthedRequest) -> HttpResponse:
     decision = DECISIONS.get(request.POST.get("decision", ""))
-    ids = [int(v) for v in request.POST.getlist("face") if v.isdigit()]
+    ids = parse_ids(request.POST.getlist("face"))
     faces = list(Face.objects.filter(pk__in=ids, ood_status=Face.Quality.REJECTED))
     if decision is None:
         messages.error(request, "Choose approve or confirm rejection.")
@@ -124,7 +124,8 @@ def review_image(request: AuthedRequest, face_id: int, kind: str) -> HttpRespons
     stored = face.crop if kind == "crop" else (face.photo.preview or face.photo.original)
     if not stored:
         raise Http404("No such file.")
-    return _file_response(stored.name, "")
+    detected = face.photo.content_type if stored.name == face.photo.original.name else ""
+    return _file_response(stored.name, "", detected)
 
 
 def _summary(decision: str, count: int) -> str:

@@ -32,7 +32,7 @@ def test_it_decodes_a_real_jpeg_to_rgb() -> None:
     ("data", "reason"),
     [
         (b"", "empty"),
-        (b"this is a text file pretending to be a jpeg\n" * 20, "not an image"),
+        (b"this is a text file pretending to be a jpeg\n" * 20, "not a photo in a format we take"),
         (OBAMA.read_bytes()[: len(OBAMA.read_bytes()) // 2], "truncated or corrupt"),
     ],
     ids=["zero-bytes", "text-with-image-extension", "truncated-jpeg"],
