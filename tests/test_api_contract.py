@@ -20,7 +20,7 @@ from schemathesis.core.result import Ok
 from faceweb.wsgi import application
 from gallery.actions.accounts import do_create_api_key
 from gallery.models import GalleryMember
-from tests.web_factories import make_world
+from tests.factories import make_world
 
 EXAMPLES = 15
 CHECKS = [

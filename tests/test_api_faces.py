@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Face, GalleryMember, Person
-from tests.web_factories import FaceFactory, PersonFactory, PhotoFactory, make_world
+from tests.factories import FaceFactory, PersonFactory, PhotoFactory, make_world
 
 
 def _post(client: Client, name: str, face: Face, data: dict | None = None) -> object:

@@ -15,7 +15,7 @@ from rest_framework.test import APIRequestFactory
 from gallery.auth import SafeBasicAuthentication
 from gallery.models import Gallery, GalleryMember
 from tests.conftest import PASSWORD
-from tests.web_factories import GalleryFactory, PhotoFactory
+from tests.factories import GalleryFactory, PhotoFactory
 
 
 def test_it_lists_visible_galleries_with_role_and_counts(

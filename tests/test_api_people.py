@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import GalleryMember
-from tests.web_factories import FaceFactory, GalleryFactory, PersonFactory, PhotoFactory
+from tests.factories import FaceFactory, GalleryFactory, PersonFactory, PhotoFactory
 
 
 def test_it_lists_creates_and_renames_people(alice: User, alice_client: Client) -> None:

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from gallery.models import Gallery, Photo
 from tests.conftest import upload_file
-from tests.web_factories import PhotoFactory
+from tests.factories import PhotoFactory
 
 
 def test_it_uploads_many_files_and_reports_each_rejection(

@@ -21,7 +21,7 @@ from gallery.models import Face, FaceEvent, Gallery, GalleryMember, Person
 from recognition.actions.identity import do_delete_person, do_tag_face
 from recognition.models import Template
 from tests.conftest import client_for, upload_file
-from tests.face_rows import face_in_new_photo
+from tests.factories import face_in_new_photo
 
 
 def _rows_mentioning(text: str) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Search by face: the page and the API, on real photos with the real models.
 
-The library is built from real embeddings (tests/face_rows.py); the probes go through the whole
+The library is built from real embeddings (tests/factories.py); the probes go through the whole
 probe path (decode, detect, align, embed, out-of-distribution filter, staged search).
 """
 
@@ -20,7 +20,7 @@ from gallery.actions.people import do_create_person
 from gallery.models import Gallery, Photo
 from recognition.actions.identity import do_tag_face
 from tests.conftest import PHOTOS, upload_file
-from tests.face_rows import face_in_new_photo
+from tests.factories import face_in_new_photo
 
 SEARCH = "/search/"
 API = "/api/search/"

@@ -19,13 +19,13 @@ from gallery.models import Face, FaceEvent, Gallery, GalleryMember, Photo
 from gallery.templatetags.gallery_extras import thumb_focus
 from recognition.actions.identity import do_tag_face
 from recognition.models import Template
-from tests.face_rows import face_in_new_photo
-from tests.web_factories import (
+from tests.factories import (
     BatchFactory,
     FaceFactory,
     GalleryFactory,
     PersonFactory,
     PhotoFactory,
+    face_in_new_photo,
 )
 
 HTMX_GRID = {"HX-Request": "true", "HX-Target": "photo-grid"}

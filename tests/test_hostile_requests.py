@@ -15,7 +15,7 @@ from PIL import Image
 
 from gallery.models import GalleryMember, Photo
 from tests.conftest import client_for
-from tests.web_factories import jpeg, make_world
+from tests.factories import jpeg, make_world
 
 UNICODE_DIGIT = "²"  # str.isdigit() says yes, int() says no
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.defaults import server_error
 
 from gallery.models import Face, GalleryMember
-from tests.web_factories import FaceFactory, PersonFactory, PhotoFactory, make_world
+from tests.factories import FaceFactory, PersonFactory, PhotoFactory, make_world
 
 JARGON = re.compile(
     r"out.of.distribution|classifier|laplacian|threshold|distance|\bscore\b|\bood\b|ood-v\d"

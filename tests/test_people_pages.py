@@ -8,8 +8,13 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Face, FaceEvent, GalleryMember, Person, PersonMerge
-from tests.face_rows import face_in_new_photo
-from tests.web_factories import FaceFactory, GalleryFactory, PersonFactory, PhotoFactory
+from tests.factories import (
+    FaceFactory,
+    GalleryFactory,
+    PersonFactory,
+    PhotoFactory,
+    face_in_new_photo,
+)
 
 
 def _faces(person: Person, gallery: object, n: int, assignment: str) -> list[Face]:

@@ -21,7 +21,7 @@ from gallery.models import Face, Gallery, GalleryMember, Person
 from recognition.actions.identity import do_match_faces, do_tag_face, matchable_gallery_ids
 from recognition.web.probe import ProbeFace, search_face
 from tests.conftest import client_for
-from tests.face_rows import embedder_version, face_in_new_photo, real_embedding
+from tests.factories import embedder_version, face_in_new_photo, real_embedding
 
 OBAMA = ["obama/obama.jpg", "obama/obama1.jpg", "obama/obama2.jpg", "obama/obama3.jpg"]
 

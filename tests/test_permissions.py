@@ -21,7 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from gallery.actions.accounts import do_create_api_key
 from gallery.models import ApiKey, Face, GalleryMember, Person, Photo
-from tests.web_factories import (
+from tests.factories import (
     FaceFactory,
     GalleryFactory,
     PersonFactory,

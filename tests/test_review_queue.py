@@ -18,7 +18,7 @@ from gallery.models import Face, FaceEvent, Gallery, Person
 from recognition.actions.identity import do_tag_face
 from recognition.models import ReviewDecision, Template
 from tests.conftest import PASSWORD, client_for
-from tests.face_rows import face_in_new_photo, make_face, make_photo
+from tests.factories import face_in_new_photo, make_face, make_photo
 
 QUEUE = "review:review-queue"
 

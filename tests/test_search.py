@@ -23,14 +23,14 @@ from recognition.index.search import (
     vector_literal,
 )
 from recognition.models import ProjectionBasis
-from tests.lfw_embeddings import lfw_embeddings
-from tests.search_fixtures import (
+from tests.factories import (
     VERSION,
     brute_force,
     make_faces,
     make_people,
     synthetic_like,
 )
+from tests.lfw_embeddings import lfw_embeddings
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.urls import reverse
 from gallery.actions.people import do_create_person
 from gallery.models import Face, FaceNotPerson, Gallery, GalleryMember, Person, PersonMerge
 from recognition.actions.identity import do_match_faces, do_tag_face
-from tests.face_rows import face_in_new_photo, make_face, make_photo
+from tests.factories import face_in_new_photo, make_face, make_photo
 
 OBAMA = ["obama/obama.jpg", "obama/obama1.jpg", "obama/obama2.jpg", "obama/obama3.jpg"]
 BIDEN = ["biden/biden.jpg", "biden/biden2.jpg"]

@@ -1,7 +1,7 @@
 """Tagging that learns: suggestions, "not this person", bulk naming, merges, the audit log.
 
 The first test is the done-when scenario on the real pipeline (real photos, real models, Celery
-eager); the others build face rows around real embeddings (tests/face_rows.py).
+eager); the others build face rows around real embeddings (tests/factories.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from recognition.actions.identity import (
 from recognition.models import Template
 from recognition.web.probe import analyse_probe, search_face
 from tests.conftest import PHOTOS, upload_file
-from tests.face_rows import face_in_new_photo, make_face, make_photo
+from tests.factories import face_in_new_photo, make_face, make_photo
 
 OBAMA = ["obama/obama.jpg", "obama/obama1.jpg", "obama/obama2.jpg", "obama/obama3.jpg"]
 BIDEN = ["biden/biden.jpg", "biden/biden2.jpg"]

@@ -23,8 +23,8 @@ from recognition.index.enrolment import sync_face_templates
 from recognition.index.search import search_people
 from recognition.models import ProjectionBasis, Template
 from recognition.tasks import refit_basis
+from tests.factories import VERSION, brute_force, make_faces, make_people
 from tests.lfw_embeddings import lfw_embeddings
-from tests.search_fixtures import VERSION, brute_force, make_faces, make_people
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from gallery.models import Face, Gallery
 from recognition.core import ood
 from recognition.models import ReviewDecision
 from tests.conftest import FACES_DIR
-from tests.face_rows import face_in_new_photo
+from tests.factories import face_in_new_photo
 
 # Six identities, 5-7 images each (34 clean faces plus their degraded copies), chosen so the
 # seeded identity split (seed 0) puts three in train, two in calibration and one in test.

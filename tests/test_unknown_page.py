@@ -14,7 +14,7 @@ from gallery.models import Face, Gallery
 from gallery.views import tagging
 from recognition.actions.identity import do_match_faces, do_tag_face
 from recognition.index.unknown import unknown_groups
-from tests.face_rows import face_in_new_photo
+from tests.factories import face_in_new_photo
 
 OBAMA = ["obama/obama.jpg", "obama/obama1.jpg", "obama/obama2.jpg", "obama/obama3.jpg"]
 BIDEN = ["biden/biden.jpg", "biden/biden2.jpg"]

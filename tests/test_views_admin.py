@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Face, FaceEvent, Person, Photo
-from tests.web_factories import make_world
+from tests.factories import make_world
 
 MODELS = [
     model for model in admin.site._registry if model._meta.app_label in {"gallery", "recognition"}

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Gallery, GalleryMember, Photo
-from tests.web_factories import GalleryFactory, PhotoFactory
+from tests.factories import GalleryFactory, PhotoFactory
 
 HTMX = {"HX-Request": "true"}
 

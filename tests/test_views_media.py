@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import GalleryMember
-from tests.web_factories import FaceFactory, PhotoFactory, make_world
+from tests.factories import FaceFactory, PhotoFactory, make_world
 
 
 def _url(name: str) -> str:

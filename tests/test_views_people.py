@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Face, GalleryMember
-from tests.web_factories import FaceFactory, GalleryFactory, PersonFactory, PhotoFactory
+from tests.factories import FaceFactory, GalleryFactory, PersonFactory, PhotoFactory
 
 
 def _tag(person: object, gallery: object, n: int) -> list[Face]:

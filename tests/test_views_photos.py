@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.models import Face, FaceEvent, GalleryMember, Person, Photo
-from tests.web_factories import FaceFactory, PersonFactory, PhotoFactory, World, make_world
+from tests.factories import FaceFactory, PersonFactory, PhotoFactory, World, make_world
 
 HTMX = {"HX-Request": "true"}
 

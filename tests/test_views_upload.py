@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from gallery.models import Gallery, Photo
 from tests.conftest import upload_file
-from tests.web_factories import BatchFactory, PhotoFactory
+from tests.factories import BatchFactory, PhotoFactory
 
 HTMX = {"HX-Request": "true"}
 

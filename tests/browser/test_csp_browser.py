@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 
 from tests.browser.conftest import sign_in
 from tests.conftest import PASSWORD
-from tests.web_factories import make_world
+from tests.factories import make_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
