@@ -129,13 +129,15 @@ class World:
 
 
 def make_world(alice: User, bob: User | None = None, bob_role: str = "") -> World:
-    gallery = GalleryFactory(owner=alice, name="Holidays", tags=["beach"])
+    gallery: Gallery = GalleryFactory.create(owner=alice, name="Holidays", tags=["beach"])
     if bob is not None and bob_role:
         GalleryMember.objects.create(gallery=gallery, user=bob, role=bob_role)
-    batch = BatchFactory(gallery=gallery)
-    photo = PhotoFactory(gallery=gallery, batch=batch)
-    person = PersonFactory(owner=alice, name="Ann")
-    face = FaceFactory(photo=photo, person=person, assignment=Face.Assignment.CONFIRMED)
+    batch: UploadBatch = BatchFactory.create(gallery=gallery)
+    photo: Photo = PhotoFactory.create(gallery=gallery, batch=batch)
+    person: Person = PersonFactory.create(owner=alice, name="Ann")
+    face: Face = FaceFactory.create(
+        photo=photo, person=person, assignment=Face.Assignment.CONFIRMED
+    )
     return World(gallery=gallery, photo=photo, face=face, person=person, batch=batch)
 
 
@@ -197,7 +199,7 @@ def make_face(
 ) -> Face:
     """A face in `photo` carrying the real embedding of the shared photo `relative` (moved by
     Gaussian noise of scale `jitter`, to make look-alikes)."""
-    vector = np.asarray(real_embedding(relative), dtype=np.float32)
+    vector = np.asarray(real_embedding(relative), dtype=np.float64)
     if jitter:
         vector = vector + np.random.default_rng(left).normal(scale=jitter, size=vector.shape)
     return Face.objects.create(
