@@ -352,7 +352,8 @@ ENDPOINTS = [
     # "Not a face" is a training label: the gallery's owner (or staff) decides.
     Endpoint("face not a face", "post", _u("gallery:face-not-face", F), HTML_OWNER),
     Endpoint("face is a face after all", "post", _u("gallery:face-use", F), HTML_OWNER),
-    Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_WRITE, data=lambda w, u: {}),
+    # Ignoring a stranger takes the face off the owner's "Who is unknown?": the owner decides.
+    Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_OWNER, data=lambda w, u: {}),
     Endpoint(
         "person cover",
         "post",

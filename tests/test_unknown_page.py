@@ -119,3 +119,19 @@ def test_it_ignores_one_face_from_the_photo_page(
     assert face.assignment == Face.Assignment.CONFIRMED
     response = alice_client.post(url, {"ignored": "1"}, headers={"HX-Request": "true"})
     assert response.status_code == 422 and "untag it first" in response.content.decode()
+
+
+def test_it_lets_only_the_owner_ignore_a_face_from_the_photo_page(
+    gallery: Gallery, alice: User, bob: User, bob_client: Client
+) -> None:
+    """bob edits alice's gallery; ignoring takes a face off alice's "Who is unknown?", which the
+    bulk ignore there already leaves to alice: the photo page must not let bob do it."""
+    face = face_in_new_photo(gallery, BIDEN[0])
+    url = reverse("gallery:face-ignore", args=[face.pk])
+    response = bob_client.post(url, {"ignored": "1"}, headers={"HX-Request": "true"})
+    assert response.status_code == 403
+    face.refresh_from_db()
+    assert face.assignment != Face.Assignment.IGNORED
+    assert face in unknown_groups(alice)[0][0].faces
+    page = bob_client.get(reverse("gallery:photo-detail", args=[face.photo_id])).content.decode()
+    assert "Who is this?" in page and url not in page

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from faceweb.http import AuthedRequest
 from gallery import queries
-from gallery.access import access_gallery, access_photo
+from gallery.access import Role, access_gallery, access_photo
 from gallery.actions.photos import Requeue, do_delete_photo, do_move_photos, do_requeue_photo
 from gallery.models import Face, Photo
 from gallery.views.faces import can_review
@@ -45,6 +45,7 @@ def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
         "role": role,
         "can_write": can_write,
         "can_review": can_review(request, role),
+        "can_ignore": role is Role.OWNER,
         "faces": [f for f in faces if f.review_status != Face.Review.NOT_FACE],
         "not_faces": [f for f in faces if f.review_status == Face.Review.NOT_FACE],
         "people": list(queries.library_people(request.user, photo.gallery.owner_id))
