@@ -402,31 +402,41 @@ def _copy_stored(name: str, new_name: str) -> None:
     os.link(source, target)  # same file system: no copy; the old name goes after commit
 
 
+# Photos the worker may still write files for (under the gallery id it read when it claimed).
+_IN_PROCESSING = (Photo.Status.QUEUED, Photo.Status.PROCESSING)
+
+
 @transaction.atomic
 def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveResult:
     """Move photos (with their faces and tags) into another gallery of the same owner.
 
     Caller checked write access to the photos' galleries and to `target`. People belong to the
     owner's library, so a move to another owner's gallery is refused. A photo already in the
-    target gallery (same file) is skipped with the reason.
+    target gallery (same file), or one still queued or being processed, is skipped with the
+    reason.
+
+    Each photo's row is locked first and read again: the worker stores a photo's files under
+    the gallery id it read when it claimed the photo, and its claim (an update of a queued row)
+    waits for this lock, so a photo moved here is never one a worker is writing files for.
     """
     result = MoveResult()
-    for photo in photos:
-        if photo.gallery_id == target.pk:
-            result.skipped.append((photo, "it is already in that gallery"))
-            continue
-        if photo.gallery.owner_id != target.owner_id:
-            result.skipped.append((photo, "it belongs to another owner's library"))
-            continue
-        if Photo.objects.filter(gallery=target, sha256=photo.sha256).exists():
-            result.skipped.append((photo, "the same photo is already in that gallery"))
-            continue
-        faces = list(photo.faces.only("pk", "crop"))
-        files = [photo.original, photo.thumbnail, photo.preview, *(f.crop for f in faces)]
-        old = [f.name for f in files if f.name]
-        for name in old:
-            _copy_stored(name, _moved_name(name, target.pk))
+    for given in photos:
         with transaction.atomic():
+            photo = (
+                Photo.objects.select_for_update(of=("self",))
+                .select_related("gallery")
+                .filter(pk=given.pk)
+                .first()
+            )
+            why = _why_not_moved(photo, target) if photo is not None else "it was deleted"
+            if photo is None or why:
+                result.skipped.append((photo or given, why))
+                continue
+            faces = list(photo.faces.select_for_update().only("pk", "crop"))
+            files = [photo.original, photo.thumbnail, photo.preview, *(f.crop for f in faces)]
+            old = [f.name for f in files if f.name]
+            for name in old:
+                _copy_stored(name, _moved_name(name, target.pk))
             source_id = photo.gallery_id
             photo.gallery = target
             photo.batch = None
@@ -447,3 +457,16 @@ def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveRe
             transaction.on_commit(functools.partial(delete_stored_files, old))
         result.moved.append(photo)
     return result
+
+
+def _why_not_moved(photo: Photo, target: Gallery) -> str:
+    """Why a (locked) photo may not move to `target`; empty when it may."""
+    if photo.gallery_id == target.pk:
+        return "it is already in that gallery"
+    if photo.gallery.owner_id != target.owner_id:
+        return "it belongs to another owner's library"
+    if photo.status in _IN_PROCESSING:
+        return "it is still being processed; move it once it is done"
+    if Photo.objects.filter(gallery=target, sha256=photo.sha256).exists():
+        return "the same photo is already in that gallery"
+    return ""
