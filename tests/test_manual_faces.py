@@ -6,21 +6,24 @@ taken back."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
 from gallery.actions.people import do_create_person
-from gallery.actions.photos import do_requeue_photo, do_upload_photos
+from gallery.actions.photos import do_move_photos, do_requeue_photo, do_upload_photos
 from gallery.models import Face, FaceEvent, Gallery, Person, Photo
 from gallery.presentation import plain_reason
+from recognition.actions import processing
 from recognition.actions.identity import do_tag_face
-from recognition.actions.processing import _missing_det_score
+from recognition.actions.processing import _missing_det_score, do_add_face
 from recognition.models import ReviewDecision, Template
 from recognition.tasks import process_photo
 from tests.conftest import photo_path, upload_file
@@ -83,6 +86,34 @@ def test_it_matches_a_face_drawn_where_the_detector_found_none(
         do_requeue_photo(photo)
     assert process_photo.delay(photo.pk).get() in {"done", "skipped"}
     assert list(photo.faces.values_list("pk", "manual")) == [(face.pk, True)]
+
+
+def test_it_stores_a_drawn_face_where_its_photo_is_now(
+    gallery: Gallery,
+    alice: User,
+    django_capture_on_commit_callbacks: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The models run before the transaction: a photo moved meanwhile got its new face's crop
+    under the old gallery's path (a crop nobody could fetch). The row is read again under its
+    lock. (The move runs from inside the model step, as another request would.)"""
+    photo = _upload(gallery, alice, "obama/obama2.jpg", django_capture_on_commit_callbacks)
+    missed = photo.faces.get()
+    box = (missed.left, missed.top, missed.width, missed.height)
+    missed.delete()
+    target = Gallery.objects.create(owner=alice, name="Moved here")
+    real_analyse_box = processing.analyse_box
+
+    def move_meanwhile(*args: Any) -> Any:
+        analysed = real_analyse_box(*args)
+        assert do_move_photos([Photo.objects.get(pk=photo.pk)], target, by=alice).moved
+        return analysed
+
+    monkeypatch.setattr(processing, "analyse_box", move_meanwhile)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        face = do_add_face(photo, box, by=alice)  # `photo` still says the old gallery
+    assert face.crop.name.split("/")[1] == str(target.pk)
+    assert default_storage.exists(face.crop.name)
 
 
 def test_it_refuses_a_box_too_small_to_be_a_face(

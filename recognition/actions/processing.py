@@ -205,6 +205,17 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
     verdict = _assess([analysed], model.version)[0]
     found = (det.left, det.top, det.right, det.bottom)
     with transaction.atomic():
+        # The photo may have moved to another gallery while the models ran: the crop is stored
+        # under the gallery the row names now (its lock orders this against do_move_photos).
+        gallery_id = (
+            Photo.objects.select_for_update()
+            .filter(pk=photo.pk)
+            .values_list("gallery_id", flat=True)
+            .first()
+        )
+        if gallery_id is None:
+            raise ActionError("The photo was deleted meanwhile.")
+        photo.gallery_id = gallery_id
         others = Face.objects.select_for_update().filter(photo=photo)
         for other in others.exclude(review_status=Face.Review.NOT_FACE):
             if iou(found, _ltrb(other)) >= 0.5:
