@@ -59,12 +59,13 @@
     }
   });
 
-  // After htmx adds or changes a face card: the "no faces" line goes, the count follows.
-  document.addEventListener("htmx:afterSwap", function () {
+  // After htmx adds or changes a face card: the "no faces" line goes, the count follows. It
+  // counts by data-state once the swap settles: a swapped card keeps its old class until then.
+  document.addEventListener("htmx:afterSettle", function () {
     var none = document.getElementById("no-faces");
     if (none && document.querySelector("#face-list .face-card")) none.remove();
     var count = document.getElementById("face-count");
-    if (count) count.textContent = document.querySelectorAll("#face-list .face-card:not(.state-not-a-face)").length;
+    if (count) count.textContent = document.querySelectorAll("#face-list .face-card:not([data-state='not-a-face'])").length;
   });
 
   // The photo viewer. ---------------------------------------------------------------------------

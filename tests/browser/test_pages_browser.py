@@ -73,6 +73,18 @@ def test_it_matches_a_face_drawn_by_hand_and_marks_automatic_tags(
     assert card.locator(".state-badge").inner_text() == "Tagged automatically"
     shot(page, "pages-01-auto-and-confirmed")
 
+    # "Not a face" and its undo: the face count follows (it counted the cards' old classes,
+    # which htmx swaps in only when the swap settles).
+    n = group.faces.count()
+    assert page.locator("#face-count").inner_text() == str(n)
+    card.get_by_role("button", name="Not a face").click()
+    page.locator(f"#face-{auto.pk}[data-state='not-a-face']").wait_for()
+    counted = "n => document.getElementById('face-count').textContent === String(n)"
+    page.wait_for_function(counted, arg=n - 1)
+    page.locator(f"#face-{auto.pk}").get_by_role("button", name="It is a face after all").click()
+    page.locator(f"#face-{auto.pk}:not([data-state='not-a-face'])").wait_for()
+    page.wait_for_function(counted, arg=n)
+
     # obama2.jpg: the detector "missed" the face (its row is removed); draw it with the mouse.
     drawn_photo = _upload(gallery, alice, "obama/obama2.jpg")["obama2.jpg"]
     missed = drawn_photo.faces.get()
