@@ -17,12 +17,13 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
-from gallery.actions.people import do_create_person
+from gallery.actions.people import do_create_person, do_set_cover_face
 from gallery.actions.photos import do_move_photos, do_requeue_photo, do_upload_photos
 from gallery.models import Face, FaceEvent, Gallery, Person, Photo
 from gallery.presentation import plain_reason
 from recognition.actions import processing
-from recognition.actions.identity import do_tag_face
+from recognition.actions.identity import do_ignore_faces, do_tag_face
+from recognition.actions.manual import do_mark_not_face, do_unmark_not_face
 from recognition.actions.processing import _missing_det_score, do_add_face
 from recognition.models import ReviewDecision, Template
 from recognition.tasks import process_photo
@@ -138,6 +139,7 @@ def test_it_removes_a_false_detection_and_takes_it_back(
 ) -> None:
     face = obama.faces.get(photo__original_name="obama1.jpg")
     assert Template.objects.filter(face=face).exists()
+    do_set_cover_face(obama, face, by=alice)
     url = reverse("gallery:face-not-face", args=[face.pk])
     assert charlie_client.post(url, headers=HTMX).status_code == 404
 
@@ -152,6 +154,8 @@ def test_it_removes_a_false_detection_and_takes_it_back(
     face.refresh_from_db()
     assert face.review_status == Face.Review.NOT_FACE and face.person is None
     assert not face.is_trusted and not Template.objects.filter(face=face).exists()
+    obama.refresh_from_db()
+    assert obama.cover_face is None  # no longer a face of his, so not his cover
     label = ReviewDecision.objects.get(face=face)
     assert label.decision == ReviewDecision.Decision.NOT_FACE
     assert label.reviewer is not None and label.reviewer.username == "alice"
@@ -163,9 +167,47 @@ def test_it_removes_a_false_detection_and_takes_it_back(
     assert response.status_code == 200 and "The box is back as a face" in response.content.decode()
     face.refresh_from_db()
     assert face.review_status == Face.Review.NONE and face.is_trusted
-    # Matched again: Obama, automatically this time (the confirmed tag was a person's word).
-    assert face.person == obama and face.assignment == Face.Assignment.SUGGESTED
+    # Back as it was: Obama confirmed (a person's word, not the matcher's guess), his template
+    # and his cover.
+    assert face.person == obama and face.assignment == Face.Assignment.CONFIRMED
+    assert Template.objects.filter(face=face, person=obama).exists()
+    obama.refresh_from_db()
+    assert obama.cover_face == face
     assert not ReviewDecision.objects.filter(face=face).exists()
+
+
+def test_it_gives_an_ignored_face_back_ignored_and_a_guess_back_to_the_matcher(
+    gallery: Gallery, alice: User, obama: Person, django_capture_on_commit_callbacks: object
+) -> None:
+    stranger = _upload(gallery, alice, "biden/biden.jpg", django_capture_on_commit_callbacks)
+    ignored = stranger.faces.get()
+    do_ignore_faces([ignored], by=alice)
+    do_unmark_not_face(do_mark_not_face(ignored, by=alice), by=alice)
+    ignored.refresh_from_db()
+    assert ignored.assignment == Face.Assignment.IGNORED and ignored.person is None
+
+    photo = _upload(gallery, alice, "obama/obama2.jpg", django_capture_on_commit_callbacks)
+    guessed = photo.faces.get()
+    assert guessed.person == obama and guessed.assignment == Face.Assignment.SUGGESTED
+    do_unmark_not_face(do_mark_not_face(guessed, by=alice), by=alice)
+    guessed.refresh_from_db()
+    assert guessed.person == obama and guessed.assignment == Face.Assignment.SUGGESTED
+
+
+def test_it_leaves_a_tag_it_cannot_give_back_to_the_matcher(
+    gallery: Gallery, alice: User, obama: Person
+) -> None:
+    """Obama confirmed on another face of the photo meanwhile: two faces of one photo are never
+    the same person, so the undone box is matched like any face instead."""
+    face = obama.faces.get(photo__original_name="obama1.jpg")
+    do_mark_not_face(face, by=alice)
+    other = Face.objects.create(
+        photo=face.photo, left=1, top=1, width=40, height=40, landmarks=[[1.0, 1.0]] * 5
+    )
+    do_tag_face(other, obama, by=alice)
+    face = do_unmark_not_face(face, by=alice)
+    face.refresh_from_db()
+    assert face.person_id != obama.pk and face.review_status == Face.Review.NONE
 
 
 def test_it_processes_a_face_the_detector_cannot_see(

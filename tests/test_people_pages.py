@@ -139,6 +139,16 @@ def test_it_uses_the_chosen_cover_face(
     ann.refresh_from_db()
     assert ann.cover_face is None
 
+    # A cover that stops being a confirmed face of Ann stops being her cover.
+    alice_client.post(url, {"face": chosen.pk})
+    alice_client.post(reverse("gallery:face-untag", args=[chosen.pk]))
+    ann.refresh_from_db()
+    assert ann.cover_face is None
+    alice_client.post(url, {"face": newest.pk})
+    alice_client.post(reverse("gallery:face-tag", args=[newest.pk]), {"name": "Bea"})
+    ann.refresh_from_db()
+    assert ann.cover_face is None
+
 
 def test_it_shows_the_largest_unnamed_groups_on_the_people_page(
     alice: User, alice_client: Client

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gallery.models import Face, FaceEvent
-from recognition.actions.identity import clear_identity, do_match_faces
+from recognition.actions.identity import clear_identity, do_match_faces, restore_identity
 from recognition.index.enrolment import sync_face_templates
 from recognition.models import ReviewDecision
 
@@ -62,7 +62,8 @@ def do_unmark_not_face(face: Face, by: User) -> Face:
             .order_by("-id")
             .first()
         )
-        previous = (event.data or {}).get("previous_review", "") if event else ""
+        cleared = (event.data or {}) if event else {}
+        previous = cleared.get("previous_review", "")
         face.review_status = previous or Face.Review.NONE
         face.reviewed_by = by
         face.reviewed_at = timezone.now()
@@ -74,5 +75,7 @@ def do_unmark_not_face(face: Face, by: User) -> Face:
             action=FaceEvent.Action.FACE_IS_A_FACE,
             data={"review_status": previous},
         )
+        restore_identity(face, by, cleared)
+        sync_face_templates([face.pk])
     do_match_faces([face])
     return face
