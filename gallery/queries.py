@@ -24,6 +24,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, TruncMonth
 
+from faceweb.http import parse_id
 from gallery.access import AnyUser, visible_galleries, visible_people, writable_galleries
 from gallery.models import Face, Gallery, GalleryMember, Person, Photo, UploadBatch, trusted_q
 
@@ -202,7 +203,7 @@ class PhotoFilters:
         person = query.get("person", "")
         return cls(
             sort=sort if sort in cls.SORTS else "newest",
-            person=int(person) if person.isdigit() else None,
+            person=parse_id(person),
             unknown=query.get("unknown", "") == "1",
         )
 

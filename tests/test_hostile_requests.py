@@ -54,6 +54,33 @@ def test_it_refuses_unicode_digits_in_ids_without_a_server_error(
             reverse("review:review-bulk"), {"face": [d], "decision": "approve"}
         ),
         "huge id": client.get(reverse("gallery:suggestion-list") + "?person=" + "9" * 40),
+        # int() refuses more than 4300 digits: the upload poll's count was a server error.
+        "poll ?seen huge": client.get(
+            reverse("gallery:batch-progress", args=[world.gallery.pk, world.batch.pk])
+            + "?seen="
+            + "9" * 5000
+        ),
+        "poll ?seen": client.get(
+            reverse("gallery:batch-progress", args=[world.gallery.pk, world.batch.pk])
+            + f"?seen={d}"
+        ),
+        "grid ?person": client.get(
+            reverse("gallery:gallery-detail", args=[world.gallery.pk]) + f"?person={d}"
+        ),
+        "photo ?person": client.get(
+            reverse("gallery:photo-detail", args=[world.photo.pk]) + f"?person={d}"
+        ),
+        "bulk photos": client.post(
+            reverse("gallery:photos-bulk", args=[world.gallery.pk]),
+            {"action": "delete", "photo": [d, "9" * 5000]},
+        ),
+        "bulk move target": client.post(
+            reverse("gallery:photos-bulk", args=[world.gallery.pk]),
+            {"action": "move", "photo": [world.photo.pk], "target": d},
+        ),
+        "cover face": client.post(
+            reverse("gallery:person-cover", args=[world.person.pk]), {"face": "9" * 5000}
+        ),
     }
     for name, response in responses.items():
         assert response.status_code < 500, name

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_id
 from gallery import queries
 from gallery.access import Role, access_face, access_person
 from gallery.actions.common import ActionError
@@ -145,8 +145,8 @@ def person_rename(request: AuthedRequest, person_id: int) -> HttpResponse:
 def person_cover(request: AuthedRequest, person_id: int) -> HttpResponse:
     """Show the chosen face for the person on the people pages."""
     person, _ = access_person(request.user, person_id, for_write=True)
-    face_id = request.POST.get("face", "")
-    face = access_face(request.user, int(face_id))[0] if face_id.isdigit() else None
+    face_id = parse_id(request.POST.get("face"))
+    face = access_face(request.user, face_id)[0] if face_id is not None else None
     try:
         do_set_cover_face(person, face, by=request.user)
     except ActionError as exc:

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_id, parse_ids
 from gallery import queries
 from gallery.access import Role, access_gallery, access_photo
 from gallery.actions.photos import Requeue, do_delete_photo, do_move_photos, do_requeue_photo
@@ -95,7 +95,7 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
     """Selected photos of the gallery grid: download them as one zip, move or delete them."""
     action = request.POST.get("action", "")
     gallery, _ = access_gallery(request.user, gallery_id, for_write=action in {"move", "delete"})
-    ids = [int(v) for v in request.POST.getlist("photo") if v.isdigit()]
+    ids = parse_ids(request.POST.getlist("photo"))
     photos = list(
         Photo.objects.filter(gallery=gallery, pk__in=ids)
         .select_related("gallery")
@@ -115,11 +115,11 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
             do_delete_photo(photo, by=request.user)
         messages.success(request, f"Deleted {_count(len(photos))}.")
     elif action == "move":
-        target_id = request.POST.get("target", "")
-        if not target_id.isdigit():
+        target_id = parse_id(request.POST.get("target"))
+        if target_id is None:
             messages.error(request, "Choose the gallery to move the photos to.")
             return redirect(back)
-        target, _ = access_gallery(request.user, int(target_id), for_write=True)
+        target, _ = access_gallery(request.user, target_id, for_write=True)
         result = do_move_photos(photos, target, by=request.user)
         if result.moved:
             messages.success(request, f"Moved {_count(len(result.moved))} to {target.name}.")

@@ -15,13 +15,13 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_id, parse_ids
 from gallery import queries
 from gallery.access import access_face, access_merge, access_person, writable_galleries
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_get_or_create_person, do_hide_person
 from gallery.models import Face
-from gallery.views._common import paginate, parse_id, parse_ids
+from gallery.views._common import paginate
 from gallery.views.faces import _face_response
 from recognition.actions.identity import (
     do_confirm_suggestion,

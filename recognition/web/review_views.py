@@ -18,9 +18,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_ids
 from gallery.models import Face, Gallery
-from gallery.views._common import paginate, parse_ids
+from gallery.views._common import paginate
 from gallery.views.media import _file_response
 from recognition.actions.review import do_review_faces
 from recognition.models import ReviewDecision
