@@ -132,6 +132,18 @@ def test_it_downloads_selected_photos_as_a_streamed_zip(
     assert sorted(archive.namelist()) == ["same (2).jpg", "same.jpg"]
     assert archive.read("same.jpg") == default_storage.open(b.original.name).read()
 
+    # A name in another script is sent as RFC 6266 says (it came as "=?utf-8?b?...?=", which
+    # browsers save literally).
+    gallery.name = "Отпуск/2019"
+    gallery.save(update_fields=["name"])
+    response = bob_client.post(
+        reverse("gallery:photos-bulk", args=[gallery.pk]), {"action": "download", "photo": [a.pk]}
+    )
+    disposition = response["Content-Disposition"]
+    assert (
+        disposition == "attachment; filename*=utf-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2019.zip"
+    )
+
 
 def test_it_moves_and_deletes_selected_photos(alice: User, alice_client: Client) -> None:
     source = GalleryFactory.create(owner=alice, name="Inbox")

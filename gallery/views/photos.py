@@ -16,7 +16,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from faceweb.http import AuthedRequest, parse_id, parse_ids
@@ -194,8 +194,9 @@ def _zip_stream(photos: list[Photo]) -> Iterator[bytes]:
 
 def _zip_response(photos: list[Photo], filename: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(_zip_stream(photos), content_type="application/zip")
-    safe = "".join(c for c in filename if c.isalnum() or c in " ._-()") or "photos.zip"
-    response["Content-Disposition"] = f'attachment; filename="{safe}"'
+    # Any script is kept (filename*= carries it); separators and control characters are not.
+    safe = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in filename)
+    response["Content-Disposition"] = content_disposition_header(True, safe or "photos.zip")
     response["Cache-Control"] = "private, no-store"
     if settings.FACEWEB_MEDIA_ACCEL_PREFIX:
         # nginx must not buffer a long stream into a temporary file before sending it.
