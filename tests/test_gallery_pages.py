@@ -217,6 +217,9 @@ def test_it_groups_the_timeline_by_month_taken_and_finds_photos_by_name(
     found = bob_client.get(reverse("gallery:timeline"), {"q": "smith"})
     assert [p.pk for p in found.context["page"]] == [march[0].pk]
     assert "Photos of “smith”" in found.content.decode() and "Ann Smith" in found.content.decode()
+    # The header's search box shows what was searched (on the timeline only).
+    topsearch = found.content.decode().split('class="topsearch"')[1].split("</form>")[0]
+    assert 'value="smith"' in topsearch
 
 
 def test_it_serves_the_grid_within_a_query_budget(
