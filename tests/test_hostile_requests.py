@@ -185,6 +185,17 @@ def test_it_explains_an_upload_with_too_many_files(alice: User, settings: object
     assert Photo.objects.filter(gallery=world.gallery).count() == 1
 
 
+def test_it_answers_too_many_fields_with_the_branded_page(alice: User) -> None:
+    """Over DATA_UPLOAD_MAX_NUMBER_FIELDS: the 400 page looks like the other error pages."""
+    world = make_world(alice)
+    fields = {f"photo{i}": "1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+    page = client_for(alice).post(reverse("gallery:photos-bulk", args=[world.gallery.pk]), fields)
+    html = page.content.decode()
+    assert page.status_code == 400
+    assert 'class="topbar"' in html and 'class="error-page card"' in html
+    assert "The request is too large for the server; please send less at once." in html
+
+
 def test_it_sends_security_headers_and_a_content_security_policy(alice: User) -> None:
     response = client_for(alice).get(reverse("gallery:gallery-list"))
     policy = response["Content-Security-Policy"]
