@@ -117,7 +117,7 @@ def test_it_stores_a_drawn_face_where_its_photo_is_now(
     assert default_storage.exists(face.crop.name)
 
 
-def test_it_refuses_a_box_too_small_to_be_a_face(
+def test_it_refuses_a_box_no_face_fits(
     gallery: Gallery, alice: User, alice_client: Client, django_capture_on_commit_callbacks: object
 ) -> None:
     photo = _upload(gallery, alice, "biden/biden.jpg", django_capture_on_commit_callbacks)
@@ -125,6 +125,14 @@ def test_it_refuses_a_box_too_small_to_be_a_face(
     response = alice_client.post(url, {"left": 5, "top": 5, "width": 4, "height": 30}, headers=HTMX)
     assert response.status_code == 422
     assert "Draw a larger box" in response.content.decode()
+    # Boxes no face fits: larger than the photo (it became a whole-photo face), a sliver.
+    for box, words in [
+        ({"left": 0, "top": 0, "width": 10**9, "height": 10**9}, "larger than the photo"),
+        ({"left": 5, "top": 5, "width": 200, "height": 12}, "about as tall as it is wide"),
+        ({"left": 5, "top": 5, "width": 20, "height": 90}, "about as tall as it is wide"),
+    ]:
+        response = alice_client.post(url, box, headers=HTMX)
+        assert response.status_code == 422 and words in response.content.decode(), box
     response = alice_client.post(url, {"left": 5}, headers=HTMX)
     assert response.status_code == 422 and photo.faces.count() == 1
 
