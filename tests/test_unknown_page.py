@@ -51,6 +51,8 @@ def test_it_hints_at_a_named_person_and_at_another_group(
     Face.objects.filter(pk__in=[f.pk for f in rest]).update(suggested_person=obama)
     alex = [face_in_new_photo(gallery, p) for p in ALEX]
     apart = face_in_new_photo(gallery, ALEX_APART)
+    crop = f"derived/{gallery.pk}/{'a' * 32}.jpg"  # a name is all the page needs
+    Face.objects.filter(pk=apart.pk).update(crop=crop)
 
     groups, total = unknown_groups(alice)
 
@@ -63,7 +65,15 @@ def test_it_hints_at_a_named_person_and_at_another_group(
     assert named.near_group is None  # nobody else looks like those
     html = alice_client.get(reverse("gallery:unknown-list")).content.decode()
     assert 'value="Obama"' in html and "Looks like Obama." in html
-    assert f'href="/people/unknown/#group-{single.key}">the group of 1</a>?' in html
+    # Groups have a number (biggest first) the hints name, with the other group's face: "the
+    # group of 1" was ambiguous when several groups had one face.
+    assert [g.number for g in groups] == [1, 2, 3] and single.number == 3
+    hint = html.split(f'href="/people/unknown/#group-{single.key}"')[1].split("</a>")[0]
+    assert f'src="/media/{crop}"' in hint and "group 3 (1 face)" in hint
+    card = html.split(f'id="group-{single.key}"')[1].split("</p>")[0]
+    assert "<strong>1</strong> face · group 3" in card
+    # The counts say faces, as the page's heading does ("6 unnamed faces").
+    assert "6 unnamed faces" in html and "<strong>3</strong> faces" in html
 
 
 def test_it_ignores_strangers_and_brings_them_back(
