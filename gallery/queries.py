@@ -78,8 +78,9 @@ def visible_faces(user: AnyUser) -> QuerySet[Face]:
 
 def people_cards(user: AnyUser, *, name: str = "", hidden: bool = False) -> QuerySet[Person]:
     """Visible people with `face_count` (faces the user can see), of which `confirmed_count`
-    are confirmed and `suggested_count` tagged automatically, and a `cover` crop name (the
-    chosen cover face when the user can see it). `hidden`: the hidden people instead."""
+    are confirmed and `suggested_count` tagged automatically in galleries the user may change
+    (theirs to confirm), and a `cover` crop name (the chosen cover face when the user can see
+    it). `hidden`: the hidden people instead."""
     galleries = visible_galleries(user).values("pk")
     chosen = Face.objects.filter(
         pk=OuterRef("cover_face_id"),
@@ -112,7 +113,7 @@ def people_cards(user: AnyUser, *, name: str = "", hidden: bool = False) -> Quer
             suggested_count=Count(
                 "faces",
                 filter=Q(
-                    faces__photo__gallery__in=galleries,
+                    faces__photo__gallery__in=writable_galleries(user).values("pk"),
                     faces__assignment=Face.Assignment.SUGGESTED,
                 ),
             ),

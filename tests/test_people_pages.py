@@ -26,8 +26,11 @@ def _faces(person: Person, gallery: object, n: int, assignment: str) -> list[Fac
     ]
 
 
-def test_it_counts_confirmed_and_automatic_tags_apart(alice: User, alice_client: Client) -> None:
+def test_it_counts_confirmed_and_automatic_tags_apart(
+    alice: User, alice_client: Client, bob: User, bob_client: Client
+) -> None:
     gallery = GalleryFactory.create(owner=alice)
+    GalleryMember.objects.create(gallery=gallery, user=bob, role="viewer")
     ann = PersonFactory.create(owner=alice, name="Ann")
     _faces(ann, gallery, 1, Face.Assignment.CONFIRMED)
     _faces(ann, gallery, 12, Face.Assignment.SUGGESTED)
@@ -35,7 +38,11 @@ def test_it_counts_confirmed_and_automatic_tags_apart(alice: User, alice_client:
     listing = alice_client.get(reverse("gallery:person-list")).content.decode()
     page = alice_client.get(reverse("gallery:person-detail", args=[ann.pk])).content.decode()
 
-    assert '1 photo · <span class="to-confirm">12 to confirm</span>' in listing
+    # "12 to confirm" opens those suggestions; bob may not confirm them, so is not asked to.
+    suggestions = reverse("gallery:suggestion-list") + f"?person={ann.pk}"
+    assert f'1 photo · <a class="to-confirm" href="{suggestions}">12 to confirm</a>' in listing
+    bobs = bob_client.get(reverse("gallery:person-list")).content.decode()
+    assert "<strong>Ann</strong>" in bobs and "to confirm" not in bobs
     assert "1 confirmed photo · 12 tagged automatically, not yet confirmed" in page
     assert page.count('data-state="auto"') == 12 and page.count('data-state="confirmed"') == 1
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db.models import Q
+from playwright.sync_api import expect
 
 from gallery.actions.people import do_create_person
 from gallery.actions.photos import do_upload_photos
@@ -187,6 +188,22 @@ def test_it_ignores_strangers_offers_merges_finds_hidden_people_and_fits_a_phone
     page.locator(".message", has_text="shown on the people page again").wait_for()
     page.goto(f"{base}/people/")
     assert page.locator(".person-card", has_text="Joe Biden").count() == 1
+
+    # Selecting photos on a desktop: a visible "Select photos" button, then a click on a photo
+    # selects it (the boxes showed only under the mouse, the actions only after a selection).
+    page.goto(f"{base}/galleries/{gallery.pk}/")
+    first = page.locator(".thumb").first
+    expect(first.locator(".thumb-pick")).to_have_css("opacity", "0")
+    assert not page.get_by_role("button", name="Download as zip").is_visible()
+    page.get_by_role("button", name="Select photos").click()
+    expect(first.locator(".thumb-pick")).to_have_css("opacity", "1")
+    first.locator("a").click()
+    assert first.locator(".thumb-pick").is_checked() and "/galleries/" in page.url
+    assert page.locator("[data-selected-count]").inner_text() == "1 selected"
+    assert page.get_by_role("button", name="Download as zip").is_visible()
+    shot(page, "pages-07-selecting-photos")
+    page.get_by_role("button", name="Cancel selection").click()
+    assert not first.locator(".thumb-pick").is_checked()
 
     # The timeline: months by date taken, newest first; undated photos by upload time.
     page.goto(f"{base}/timeline/")
