@@ -214,12 +214,18 @@ def test_it_ignores_strangers_offers_merges_finds_hidden_people_and_fits_a_phone
     assert [sections.nth(i).locator(".thumb").count() for i in range(3)] == [2, 1, 2]
     shot(page, "pages-06-timeline")
 
-    # Every main page on a 390 px phone: nothing wider than the screen.
+    # Every main page on a 390 px phone, and in a 390 px window with a mouse: nothing wider
+    # than the screen, no main-nav link cut off (a staff member has the most: Review queue),
+    # the viewer's arrows on one row and no zoom buttons (pinch, or + and -, zoom).
+    User.objects.filter(pk=alice.pk).update(is_staff=True)
     phone = browser.new_context(
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
     mobile = phone.new_page()
     sign_in(mobile, base, "alice", PASSWORD)
+    window = browser.new_context(viewport={"width": 390, "height": 844})
+    narrow = window.new_page()
+    sign_in(narrow, base, "alice", PASSWORD)
     pages = {
         "galleries": "/",
         "gallery": f"/galleries/{gallery.pk}/",
@@ -234,12 +240,27 @@ def test_it_ignores_strangers_offers_merges_finds_hidden_people_and_fits_a_phone
         "not-found": "/no-such-page/",
     }
     for i, (name, path) in enumerate(pages.items()):
-        for target, prefix in ((mobile, "phone"), (page, "desktop")):
+        for target, prefix in ((mobile, "phone"), (narrow, "narrow"), (page, "desktop")):
             target.goto(base + path)
             target.wait_for_load_state("networkidle")
             width, inner = target.evaluate(
                 "[document.documentElement.scrollWidth, window.innerWidth]"
             )
             assert width <= inner, (prefix, name, width, inner)
+            cut = target.evaluate(
+                """() => { const nav = document.querySelector('.mainnav');
+                return [nav.scrollWidth > nav.clientWidth, ...[...nav.querySelectorAll('a')]
+                  .filter(a => a.getBoundingClientRect().right > window.innerWidth)
+                  .map(a => a.innerText)]; }"""
+            )
+            assert cut == [False], (prefix, name, cut)
             shot(target, f"pages-{prefix}-{i + 10:02d}-{name}")
+    for target, prefix in ((mobile, "phone"), (narrow, "narrow")):
+        target.goto(f"{base}/photos/{photos['obama1.jpg'].pk}/")
+        prev, after = (target.locator(f"[data-nav='{w}']").bounding_box() for w in ("prev", "next"))
+        assert prev is not None and after is not None and prev["y"] == after["y"], prefix
+        assert target.locator(".zoom-btn:visible").count() == 0, prefix
+        assert target.locator("[data-fullscreen]").is_visible(), prefix
+    assert "Review queue" in mobile.locator(".mainnav").inner_text()
     phone.close()
+    window.close()
