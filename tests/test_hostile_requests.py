@@ -185,6 +185,30 @@ def test_it_explains_an_upload_with_too_many_files(alice: User, settings: object
     assert Photo.objects.filter(gallery=world.gallery).count() == 1
 
 
+def test_it_follows_next_only_to_pages_of_this_site(
+    alice: User, bob: User, staff_client: Client
+) -> None:
+    """Every form with a `next` field (one check, gallery/views/_common.safe_next)."""
+    world = make_world(alice, bob, GalleryMember.Role.EDITOR)
+    client = client_for(alice)
+    forms = [
+        (client, reverse("gallery:photos-bulk", args=[world.gallery.pk]), {"action": "x"}),
+        (client, reverse("gallery:suggestion-bulk"), {"action": "x"}),
+        (client, reverse("gallery:unknown-ignore"), {}),
+        (client, reverse("gallery:unknown-name"), {}),
+        (client, reverse("gallery:person-hide", args=[world.person.pk]), {"hidden": "0"}),
+        (staff_client, reverse("review:review-bulk"), {"decision": "approve"}),
+    ]
+    for who, url, data in forms:
+        for bad in ("https://evil.test/", "//evil.test/", "/\\evil.test/", "javascript:alert(1)"):
+            location = who.post(url, {**data, "next": bad})["Location"]
+            assert "evil" not in location and "javascript" not in location, (url, bad)
+        assert who.post(url, {**data, "next": "/timeline/"})["Location"] == "/timeline/", url
+        # Over https, a plain-http address of the same site is not followed either.
+        same = "http://testserver/timeline/"
+        assert who.post(url, {**data, "next": same}, secure=True)["Location"] != same, url
+
+
 def test_it_answers_too_many_fields_with_the_branded_page(alice: User) -> None:
     """Over DATA_UPLOAD_MAX_NUMBER_FIELDS: the 400 page looks like the other error pages."""
     world = make_world(alice)

@@ -16,7 +16,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from faceweb.http import AuthedRequest, parse_id, parse_ids
@@ -24,6 +24,7 @@ from gallery import queries
 from gallery.access import Role, access_gallery, access_photo
 from gallery.actions.photos import Requeue, do_delete_photo, do_move_photos, do_requeue_photo
 from gallery.models import Face, Photo
+from gallery.views._common import safe_next
 from gallery.views.faces import can_review
 from gallery.views.media import _file_response
 
@@ -101,7 +102,7 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
         .select_related("gallery")
         .order_by("-created_at", "-id")
     )
-    back = _back(request, reverse("gallery:gallery-detail", args=[gallery.pk]))
+    back = safe_next(request, reverse("gallery:gallery-detail", args=[gallery.pk]))
     if not photos:
         messages.warning(request, "Select at least one photo first.")
         return redirect(back)
@@ -132,13 +133,6 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
 
 def _count(n: int) -> str:
     return f"{n} photo{'s' if n != 1 else ''}"
-
-
-def _back(request: AuthedRequest, default: str) -> str:
-    back = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        return back
-    return default
 
 
 class _Sink:
