@@ -347,26 +347,38 @@ def do_requeue_failed_after_upgrade() -> int:
 
 @transaction.atomic
 def do_delete_photo(photo: Photo, by: User) -> None:
-    """Delete a photo with its faces (and their templates); files go once the delete commits.
+    """Delete one photo (do_delete_photos)."""
+    do_delete_photos([photo], by)
 
-    The row lock waits for a worker that is storing this photo's results (it holds the same
-    lock), so the files it stored are read here and removed too; a worker that comes later
-    finds the photo gone and removes its own files (recognition/actions/processing.py).
+
+@transaction.atomic
+def do_delete_photos(photos: Iterable[Photo], by: User) -> int:
+    """Delete photos with their faces (and their templates), all or none; files go once the
+    delete commits. Returns how many were still there to delete.
+
+    The row locks wait for a worker that is storing a photo's results (it holds the same lock),
+    so the files it stored are read here and removed too; a worker that comes later finds the
+    photo gone and removes its own files (recognition/actions/processing.py).
     """
-    row = Photo.objects.select_for_update().filter(pk=photo.pk).first()
-    if row is None:
-        return
-    face_ids = list(row.faces.values_list("pk", flat=True))
-    names = [row.original.name, row.thumbnail.name, row.preview.name]
-    names += [name for name in row.faces.values_list("crop", flat=True) if name]
-    FaceEvent.objects.create(
-        user=by,
-        action=FaceEvent.Action.PHOTO_DELETED,
-        data={"photo": row.pk, "name": row.original_name},
+    ids = sorted({p.pk for p in photos})
+    rows = list(Photo.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    if not rows:
+        return 0
+    faces = list(Face.objects.filter(photo__in=rows).values_list("pk", "crop"))
+    names = [n for row in rows for n in (row.original.name, row.thumbnail.name, row.preview.name)]
+    names += [crop for _pk, crop in faces if crop]
+    FaceEvent.objects.bulk_create(
+        FaceEvent(
+            user=by,
+            action=FaceEvent.Action.PHOTO_DELETED,
+            data={"photo": row.pk, "name": row.original_name},
+        )
+        for row in rows
     )
-    row.delete()
-    sync_face_templates(face_ids)
-    transaction.on_commit(lambda: delete_stored_files(names))
+    Photo.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    sync_face_templates([pk for pk, _crop in faces])
+    transaction.on_commit(functools.partial(delete_stored_files, names))
+    return len(rows)
 
 
 def delete_stored_files(names: Iterable[str]) -> None:
@@ -389,26 +401,29 @@ def _moved_name(name: str, gallery_id: int) -> str:
     return f"{kind}/{gallery_id}/{base}"
 
 
-def _copy_stored(name: str, new_name: str) -> None:
+def _copy_stored(name: str, new_name: str) -> bool:
+    """The stored file under its new name too; False when there was nothing to carry."""
     if not default_storage.exists(name):
-        return  # nothing to carry (a file lost earlier must not block the move)
+        return False  # a file lost earlier must not block the move
     try:
         source, target = default_storage.path(name), default_storage.path(new_name)
     except NotImplementedError:
         with default_storage.open(name, "rb") as fh:
             default_storage.save(new_name, fh)
-        return
+        return True
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     os.link(source, target)  # same file system: no copy; the old name goes after commit
+    return True
 
 
 # Photos the worker may still write files for (under the gallery id it read when it claimed).
 _IN_PROCESSING = (Photo.Status.QUEUED, Photo.Status.PROCESSING)
 
 
-@transaction.atomic
 def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveResult:
-    """Move photos (with their faces and tags) into another gallery of the same owner.
+    """Move photos (with their faces and tags) into another gallery of the same owner, all in
+    one transaction that the caller must not hold (the files linked under the new names are
+    removed when it rolls back, which only this function can see).
 
     Caller checked write access to the photos' galleries and to `target`. People belong to the
     owner's library, so a move to another owner's gallery is refused. A photo already in the
@@ -419,6 +434,19 @@ def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveRe
     the gallery id it read when it claimed the photo, and its claim (an update of a queued row)
     waits for this lock, so a photo moved here is never one a worker is writing files for.
     """
+    linked: list[str] = []
+    try:
+        return _move_photos(photos, target, by, linked)
+    except BaseException:
+        delete_stored_files(linked)
+        raise
+
+
+@transaction.atomic(durable=True)
+def _move_photos(
+    photos: Iterable[Photo], target: Gallery, by: User, linked: list[str]
+) -> MoveResult:
+    """do_move_photos' transaction; every file it links under a new name goes into `linked`."""
     result = MoveResult()
     for given in photos:
         with transaction.atomic():
@@ -436,7 +464,8 @@ def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveRe
             files = [photo.original, photo.thumbnail, photo.preview, *(f.crop for f in faces)]
             old = [f.name for f in files if f.name]
             for name in old:
-                _copy_stored(name, _moved_name(name, target.pk))
+                if _copy_stored(name, _moved_name(name, target.pk)):
+                    linked.append(_moved_name(name, target.pk))
             source_id = photo.gallery_id
             photo.gallery = target
             photo.batch = None

@@ -22,7 +22,13 @@ from django.views.decorators.http import require_GET, require_POST
 from faceweb.http import AuthedRequest, parse_id, parse_ids
 from gallery import queries
 from gallery.access import Role, access_gallery, access_photo
-from gallery.actions.photos import Requeue, do_delete_photo, do_move_photos, do_requeue_photo
+from gallery.actions.photos import (
+    Requeue,
+    do_delete_photo,
+    do_delete_photos,
+    do_move_photos,
+    do_requeue_photo,
+)
 from gallery.models import Face, Photo
 from gallery.views._common import safe_next
 from gallery.views.faces import can_review
@@ -112,9 +118,8 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
             return redirect(back)
         return _zip_response(photos, f"{gallery.name}.zip")
     if action == "delete":
-        for photo in photos:
-            do_delete_photo(photo, by=request.user)
-        messages.success(request, f"Deleted {_count(len(photos))}.")
+        deleted = do_delete_photos(photos, by=request.user)
+        messages.success(request, f"Deleted {_count(deleted)}.")
     elif action == "move":
         target_id = parse_id(request.POST.get("target"))
         if target_id is None:
