@@ -170,8 +170,8 @@ def test_it_refuses_to_move_a_photo_that_is_being_processed(
         result = do_move_photos([Photo.objects.get(pk=queued.pk)], target, by=alice)
     assert len(result.moved) == 1
     moved = Photo.objects.get(pk=queued.pk)
-    names = [moved.original.name, moved.thumbnail.name, moved.preview.name]
-    names += [f.crop.name for f in moved.faces.all()]
+    files = [moved.original, moved.thumbnail, moved.preview, *(f.crop for f in moved.faces.all())]
+    names = [f.name or "" for f in files]
     assert all(name.split("/")[1] == str(target.pk) for name in names), names
     stored = {p.relative_to(_media_root).as_posix() for p in _stored_files(_media_root)}
     assert stored == set(names)

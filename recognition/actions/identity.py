@@ -381,7 +381,12 @@ def restore_identity(face: Face, by: User, cleared: dict) -> None:
             face, by, Face.Assignment.IGNORED, FaceEvent.Action.FACE_IGNORED, {"restored": True}
         )
         return
-    person = Person.objects.filter(pk=cleared.get("previous_tag"), merged_into__isnull=True).first()
+    tagged = cleared.get("previous_tag")
+    person = (
+        Person.objects.filter(pk=tagged, merged_into__isnull=True).first()
+        if isinstance(tagged, int)
+        else None
+    )
     if person is None:
         return
     try:
