@@ -262,11 +262,15 @@ def gallery_photos(gallery: Gallery, filters: PhotoFilters = PhotoFilters()) -> 
         "width",
         "height",
     )
+    return _with_faces(_filtered(photos, filters)).order_by(*PhotoFilters.SORTS[filters.sort][1])
+
+
+def _filtered(photos: QuerySet[Photo], filters: PhotoFilters) -> QuerySet[Photo]:
     if filters.person:
         photos = photos.filter(pk__in=Face.objects.filter(person_id=filters.person).values("photo"))
     if filters.unknown:
         photos = photos.filter(pk__in=Face.objects.filter(unknown_face_q()).values("photo"))
-    return _with_faces(photos).order_by(*PhotoFilters.SORTS[filters.sort][1])
+    return photos
 
 
 def gallery_people(gallery: Gallery) -> QuerySet[Person]:
@@ -280,16 +284,30 @@ def gallery_people(gallery: Gallery) -> QuerySet[Person]:
 
 
 def photo_neighbours(photo: Photo, filters: PhotoFilters) -> tuple[int | None, int | None]:
-    """Ids of the photos before and after `photo` in the gallery grid's order and filters."""
-    ids = list(gallery_photos(photo.gallery, filters).values_list("pk", flat=True))
-    if photo.pk not in ids:
-        ids = list(gallery_photos(photo.gallery).values_list("pk", flat=True))
-    at = ids.index(photo.pk) if photo.pk in ids else -1
-    if at < 0:
-        return None, None
-    before = ids[at - 1] if at > 0 else None
-    after = ids[at + 1] if at + 1 < len(ids) else None
-    return before, after
+    """Ids of the photos before and after `photo` in the gallery grid's order and filters (the
+    whole gallery's when the photo is not in the filtered grid): one row each, found through
+    the sort key, not by listing the gallery."""
+    photos = Photo.objects.filter(gallery_id=photo.gallery_id)
+    if filters.person or filters.unknown:
+        filtered = _filtered(photos, filters)
+        if filtered.filter(pk=photo.pk).exists():
+            photos = filtered
+    first = PhotoFilters.SORTS[filters.sort][1][0]  # e.g. "-created_at"; then the id
+    key, descending = first.lstrip("-"), first.startswith("-")
+    if key == "date":
+        photos = photos.annotate(date=Coalesce("taken_at", "created_at"))
+        value = photo.taken_at or photo.created_at
+    else:
+        value = photo.created_at
+    later = Q(**{f"{key}__gt": value}) | Q(**{key: value, "pk__gt": photo.pk})
+    earlier = Q(**{f"{key}__lt": value}) | Q(**{key: value, "pk__lt": photo.pk})
+    up, down = (key, "pk"), (f"-{key}", "-pk")
+    # In a descending grid the photo before is the nearest later one, and the reverse.
+    before_q, before_order = (later, up) if descending else (earlier, down)
+    after_q, after_order = (earlier, down) if descending else (later, up)
+    before = photos.filter(before_q).order_by(*before_order).values_list("pk", flat=True)
+    after = photos.filter(after_q).order_by(*after_order).values_list("pk", flat=True)
+    return before.first(), after.first()
 
 
 def timeline_photos(user: AnyUser, *, name: str = "") -> QuerySet[Photo]:
