@@ -145,6 +145,28 @@ def test_it_downloads_selected_photos_as_a_streamed_zip(
     )
 
 
+def test_it_refuses_a_zip_over_the_size_limit(
+    alice: User, bob: User, bob_client: Client, settings: Any
+) -> None:
+    """A zip streams the originals as they are; nothing bounded how many bytes one request
+    could make the server read and send."""
+    settings.FACEWEB_MAX_ZIP_BYTES = 2500
+    gallery = GalleryFactory.create(owner=alice, name="Trip")
+    GalleryMember.objects.create(gallery=gallery, user=bob, role="viewer")
+    small = [PhotoFactory.create(gallery=gallery, size_bytes=1000) for _ in range(3)]
+    url = reverse("gallery:photos-bulk", args=[gallery.pk])
+    response = bob_client.post(
+        url, {"action": "download", "photo": [p.pk for p in small]}, follow=True
+    )
+    assert not getattr(response, "streaming", False)
+    assert (
+        "Those photos are 2.9 KB together; one download can hold at most 2.4 KB. "
+        "Select fewer photos." in response.content.decode()
+    )
+    response = bob_client.post(url, {"action": "download", "photo": [p.pk for p in small[:2]]})
+    assert response.streaming
+
+
 def test_it_moves_and_deletes_selected_photos(alice: User, alice_client: Client) -> None:
     source = GalleryFactory.create(owner=alice, name="Inbox")
     target = GalleryFactory.create(owner=alice, name="Family")

@@ -23,12 +23,11 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Greatest
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from faceweb.queue import PROCESS_PHOTO, enqueue_on_commit
-from gallery.actions.common import ActionError, clean_file_name
+from gallery.actions.common import ActionError, clean_file_name, file_size
 from gallery.models import Face, FaceEvent, Gallery, Photo, UploadBatch
 from recognition.core.images import (
     CONTENT_TYPES,
@@ -55,11 +54,6 @@ def _sha256(upload: UploadedFile) -> str:
     return digest.hexdigest()
 
 
-def _size(n: int) -> str:
-    # Same units as the pages show (filesizeformat), without its non-breaking space.
-    return filesizeformat(n).replace("\xa0", " ")
-
-
 def check_upload(upload: UploadedFile) -> str:
     """Cheap checks before a file is stored; returns its content type, from the format Pillow
     detects (never from the file name). Raises ActionError."""
@@ -67,7 +61,9 @@ def check_upload(upload: UploadedFile) -> str:
     if upload.size == 0:
         raise ActionError("the file is empty (0 bytes)")
     if upload.size > limit:
-        raise ActionError(f"the file is {_size(upload.size)}, over the {_size(limit)} upload limit")
+        raise ActionError(
+            f"the file is {file_size(upload.size or 0)}, over the {file_size(limit)} upload limit"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from faceweb.http import AuthedRequest, parse_id, parse_ids
 from gallery import queries
 from gallery.access import Role, access_gallery, access_photo
+from gallery.actions.common import file_size
 from gallery.actions.photos import (
     Requeue,
     do_delete_photo,
@@ -115,6 +116,14 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
     if action == "download":
         if len(photos) > MAX_ZIP_PHOTOS:
             messages.error(request, f"Select at most {MAX_ZIP_PHOTOS} photos for one download.")
+            return redirect(back)
+        total, limit = sum(p.size_bytes for p in photos), settings.FACEWEB_MAX_ZIP_BYTES
+        if total > limit:
+            messages.error(
+                request,
+                f"Those photos are {file_size(total)} together; one download can hold at most "
+                f"{file_size(limit)}. Select fewer photos.",
+            )
             return redirect(back)
         return _zip_response(photos, f"{gallery.name}.zip")
     if action == "delete":
