@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from gallery.actions.accounts import do_create_api_key
-from gallery.models import ApiKey, Face, GalleryMember, Person, Photo
+from gallery.models import ApiKey, Face, Gallery, GalleryMember, Person, Photo
 from tests.factories import (
     FaceFactory,
     GalleryFactory,
@@ -110,6 +110,13 @@ def _private_person(w: World, *, hidden: bool = False) -> Person:
 
 
 SECRET_NAME = "Secret Sam"
+
+
+def _other_gallery(w: World, users: dict[str, User], bob_role: str) -> Gallery:
+    """Another gallery of alice's, shared with bob as `bob_role` (a place to move photos to)."""
+    gallery = cast(Gallery, GalleryFactory(owner=w.gallery.owner, name="Elsewhere"))
+    GalleryMember.objects.create(gallery=gallery, user=users["bob"], role=bob_role)
+    return gallery
 
 
 def _shared_person(w: World) -> Person:
@@ -374,6 +381,30 @@ ENDPOINTS = [
         _u("gallery:photos-bulk", G),
         HTML_WRITE,
         data=lambda w, u: {"action": "delete", "photo": [w.photo.pk]},
+    ),
+    # Moving needs write access to both galleries: bob edits the first target, only views the
+    # second.
+    Endpoint(
+        "photos bulk move",
+        "post",
+        _u("gallery:photos-bulk", G),
+        HTML_WRITE,
+        data=lambda w, u: {
+            "action": "move",
+            "photo": [w.photo.pk],
+            "target": _other_gallery(w, u, GalleryMember.Role.EDITOR).pk,
+        },
+    ),
+    Endpoint(
+        "photos bulk move to a gallery bob only views",
+        "post",
+        _u("gallery:photos-bulk", G),
+        codes(302, 403, 403, 404, 302),
+        data=lambda w, u: {
+            "action": "move",
+            "photo": [w.photo.pk],
+            "target": _other_gallery(w, u, GalleryMember.Role.VIEWER).pk,
+        },
     ),
     Endpoint("timeline", "get", _u("gallery:timeline"), HTML_ANY_USER),
     Endpoint(
