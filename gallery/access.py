@@ -165,7 +165,8 @@ def access_person(user: AnyUser, person_id: int, *, for_write: bool = False) -> 
         raise Http404("No such person.")
     if for_write:
         raise PermissionDenied(
-            f"Only {person.owner.get_username()} can rename, hide or merge people of their library."
+            f"Only {person.owner.get_username()} can rename, hide, merge or delete the people of "
+            "their library."
         )
     if faces.filter(photo__gallery__in=writable_galleries(user).values("pk")).exists():
         return person, Role.EDITOR

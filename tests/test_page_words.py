@@ -155,7 +155,7 @@ def test_it_answers_errors_with_branded_pages(
     refused = viewer.post(rename, {"name": "X"})
     assert refused.status_code == 403
     html = refused.content.decode()
-    assert "Only alice can rename, hide or merge people of their library." in html
+    assert "Only alice can rename, hide, merge or delete the people of their library" in html
     assert "You can look at this gallery" not in html
     broken = server_error(RequestFactory().get("/"))
     assert broken.status_code == 500 and b"Something went wrong on our side" in broken.content
