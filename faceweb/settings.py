@@ -191,6 +191,8 @@ FACEWEB_MAX_IMAGE_PIXELS = env_int("FACEWEB_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXEL
 FACEWEB_MAX_FILES_PER_UPLOAD = env_int("FACEWEB_MAX_FILES_PER_UPLOAD", 500, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = FACEWEB_MAX_FILES_PER_UPLOAD
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Downloads: a zip of selected photos streams their originals; this bounds one request's bytes.
+FACEWEB_MAX_ZIP_BYTES = env_int("FACEWEB_MAX_ZIP_BYTES", 2 * 1024**3, minimum=1)
 FACEWEB_THUMBNAIL_SIDE = env_int("FACEWEB_THUMBNAIL_SIDE", 320, minimum=32)
 FACEWEB_PREVIEW_SIDE = env_int("FACEWEB_PREVIEW_SIDE", 1600, minimum=256)
 # Self-healing processing (gallery/actions/photos.py, do_heal_photos, run by Celery beat).

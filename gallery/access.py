@@ -148,7 +148,13 @@ def visible_people(user: AnyUser) -> QuerySet[Person]:
 
 def access_person(user: AnyUser, person_id: int, *, for_write: bool = False) -> tuple[Person, Role]:
     """A person of the user's library (OWNER), or one the user sees through a face (EDITOR when
-    one of those faces is in a gallery the user may change, else VIEWER); 404 otherwise."""
+    one of those faces is in a gallery the user may change, else VIEWER); 404 otherwise.
+
+    `for_write` (rename, hide, merge, cover, delete) is for the library's owner alone: a person
+    spans every gallery of the library, so a member who may change one gallery must not rename
+    or hide someone the owner also sees in galleries the member cannot. An editor changes faces
+    (tags them with the people they see), never the people themselves.
+    """
     person = Person.objects.filter(pk=person_id).select_related("owner").first()
     if person is None or not user.is_authenticated:
         raise Http404("No such person.")
@@ -157,10 +163,13 @@ def access_person(user: AnyUser, person_id: int, *, for_write: bool = False) -> 
     faces = Face.objects.filter(person=person)
     if not faces.filter(photo__gallery__in=visible_galleries(user).values("pk")).exists():
         raise Http404("No such person.")
+    if for_write:
+        raise PermissionDenied(
+            f"Only {person.owner.get_username()} can rename, hide, merge or delete the people of "
+            "their library."
+        )
     if faces.filter(photo__gallery__in=writable_galleries(user).values("pk")).exists():
         return person, Role.EDITOR
-    if for_write:
-        raise PermissionDenied("You can view this person but not change them.")
     return person, Role.VIEWER
 
 

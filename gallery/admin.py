@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from faceweb.http import AuthedRequest
 from gallery.actions.galleries import do_delete_gallery, do_update_gallery
 from gallery.actions.people import do_create_person, do_hide_person, do_rename_person
-from gallery.actions.photos import do_delete_photo, do_requeue_photo
+from gallery.actions.photos import do_delete_photo, do_delete_photos, do_requeue_photo
 from gallery.models import (
     ApiKey,
     Face,
@@ -143,8 +143,7 @@ class PhotoAdmin(ReadOnlyAdmin):
         do_delete_photo(obj, by=request.user)
 
     def delete_queryset(self, request: AuthedRequest, queryset: QuerySet[Photo]) -> None:  # type: ignore[override]
-        for photo in queryset:
-            do_delete_photo(photo, by=request.user)
+        do_delete_photos(queryset, by=request.user)
 
 
 @admin.register(Person)

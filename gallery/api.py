@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -20,7 +19,6 @@ from rest_framework.response import Response
 
 from gallery import queries
 from gallery.access import (
-    Role,
     access_batch,
     access_face,
     access_gallery,
@@ -377,9 +375,7 @@ class PersonViewSet(viewsets.GenericViewSet):
     def destroy(self, request: Request, person_id: int) -> Response:
         """Delete a person of your own library with their templates and face embeddings; the
         faces stay, unnamed."""
-        person, role = access_person(request.user, person_id, for_write=True)
-        if role is not Role.OWNER:
-            raise PermissionDenied("Only the owner of the library may delete a person.")
+        person, _ = access_person(request.user, person_id, for_write=True)
         do_delete_person(person, by=_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -24,6 +24,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, TruncMonth
 
+from faceweb.http import parse_id
 from gallery.access import AnyUser, visible_galleries, visible_people, writable_galleries
 from gallery.models import Face, Gallery, GalleryMember, Person, Photo, UploadBatch, trusted_q
 
@@ -77,8 +78,9 @@ def visible_faces(user: AnyUser) -> QuerySet[Face]:
 
 def people_cards(user: AnyUser, *, name: str = "", hidden: bool = False) -> QuerySet[Person]:
     """Visible people with `face_count` (faces the user can see), of which `confirmed_count`
-    are confirmed and `suggested_count` tagged automatically, and a `cover` crop name (the
-    chosen cover face when the user can see it). `hidden`: the hidden people instead."""
+    are confirmed and `suggested_count` tagged automatically in galleries the user may change
+    (theirs to confirm), and a `cover` crop name (the chosen cover face when the user can see
+    it). `hidden`: the hidden people instead."""
     galleries = visible_galleries(user).values("pk")
     chosen = Face.objects.filter(
         pk=OuterRef("cover_face_id"),
@@ -111,7 +113,7 @@ def people_cards(user: AnyUser, *, name: str = "", hidden: bool = False) -> Quer
             suggested_count=Count(
                 "faces",
                 filter=Q(
-                    faces__photo__gallery__in=galleries,
+                    faces__photo__gallery__in=writable_galleries(user).values("pk"),
                     faces__assignment=Face.Assignment.SUGGESTED,
                 ),
             ),
@@ -202,7 +204,7 @@ class PhotoFilters:
         person = query.get("person", "")
         return cls(
             sort=sort if sort in cls.SORTS else "newest",
-            person=int(person) if person.isdigit() else None,
+            person=parse_id(person),
             unknown=query.get("unknown", "") == "1",
         )
 
@@ -260,11 +262,15 @@ def gallery_photos(gallery: Gallery, filters: PhotoFilters = PhotoFilters()) -> 
         "width",
         "height",
     )
+    return _with_faces(_filtered(photos, filters)).order_by(*PhotoFilters.SORTS[filters.sort][1])
+
+
+def _filtered(photos: QuerySet[Photo], filters: PhotoFilters) -> QuerySet[Photo]:
     if filters.person:
         photos = photos.filter(pk__in=Face.objects.filter(person_id=filters.person).values("photo"))
     if filters.unknown:
         photos = photos.filter(pk__in=Face.objects.filter(unknown_face_q()).values("photo"))
-    return _with_faces(photos).order_by(*PhotoFilters.SORTS[filters.sort][1])
+    return photos
 
 
 def gallery_people(gallery: Gallery) -> QuerySet[Person]:
@@ -278,16 +284,30 @@ def gallery_people(gallery: Gallery) -> QuerySet[Person]:
 
 
 def photo_neighbours(photo: Photo, filters: PhotoFilters) -> tuple[int | None, int | None]:
-    """Ids of the photos before and after `photo` in the gallery grid's order and filters."""
-    ids = list(gallery_photos(photo.gallery, filters).values_list("pk", flat=True))
-    if photo.pk not in ids:
-        ids = list(gallery_photos(photo.gallery).values_list("pk", flat=True))
-    at = ids.index(photo.pk) if photo.pk in ids else -1
-    if at < 0:
-        return None, None
-    before = ids[at - 1] if at > 0 else None
-    after = ids[at + 1] if at + 1 < len(ids) else None
-    return before, after
+    """Ids of the photos before and after `photo` in the gallery grid's order and filters (the
+    whole gallery's when the photo is not in the filtered grid): one row each, found through
+    the sort key, not by listing the gallery."""
+    photos = Photo.objects.filter(gallery_id=photo.gallery_id)
+    if filters.person or filters.unknown:
+        filtered = _filtered(photos, filters)
+        if filtered.filter(pk=photo.pk).exists():
+            photos = filtered
+    first = PhotoFilters.SORTS[filters.sort][1][0]  # e.g. "-created_at"; then the id
+    key, descending = first.lstrip("-"), first.startswith("-")
+    if key == "date":
+        photos = photos.annotate(date=Coalesce("taken_at", "created_at"))
+        value = photo.taken_at or photo.created_at
+    else:
+        value = photo.created_at
+    later = Q(**{f"{key}__gt": value}) | Q(**{key: value, "pk__gt": photo.pk})
+    earlier = Q(**{f"{key}__lt": value}) | Q(**{key: value, "pk__lt": photo.pk})
+    up, down = (key, "pk"), (f"-{key}", "-pk")
+    # In a descending grid the photo before is the nearest later one, and the reverse.
+    before_q, before_order = (later, up) if descending else (earlier, down)
+    after_q, after_order = (earlier, down) if descending else (later, up)
+    before = photos.filter(before_q).order_by(*before_order).values_list("pk", flat=True)
+    after = photos.filter(after_q).order_by(*after_order).values_list("pk", flat=True)
+    return before.first(), after.first()
 
 
 def timeline_photos(user: AnyUser, *, name: str = "") -> QuerySet[Photo]:

@@ -72,12 +72,12 @@ class Template(models.Model):
 
 class ReviewDecision(models.Model):
     """A person's decision on a face the filter judged (a reviewer's approve / reject of a
-    rejected face, or anyone's "not a face"); these are labels for `train_ood`."""
+    rejected face, or the gallery owner's "not a face"); these are labels for `train_ood`."""
 
     class Decision(models.TextChoices):
         APPROVE = "approve", "Approve (in distribution)"
         REJECT = "reject", "Confirm rejection (out of distribution)"
-        # Any user with write access said the box holds no face: a label as strong as REJECT.
+        # The gallery's owner (or staff) said the box holds no face: a label as strong as REJECT.
         NOT_FACE = "not_face", "Not a face"
 
     face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="review_decisions")

@@ -132,6 +132,40 @@ def test_it_downloads_selected_photos_as_a_streamed_zip(
     assert sorted(archive.namelist()) == ["same (2).jpg", "same.jpg"]
     assert archive.read("same.jpg") == default_storage.open(b.original.name).read()
 
+    # A name in another script is sent as RFC 6266 says (it came as "=?utf-8?b?...?=", which
+    # browsers save literally).
+    gallery.name = "Отпуск/2019"
+    gallery.save(update_fields=["name"])
+    response = bob_client.post(
+        reverse("gallery:photos-bulk", args=[gallery.pk]), {"action": "download", "photo": [a.pk]}
+    )
+    disposition = response["Content-Disposition"]
+    assert (
+        disposition == "attachment; filename*=utf-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2019.zip"
+    )
+
+
+def test_it_refuses_a_zip_over_the_size_limit(
+    alice: User, bob: User, bob_client: Client, settings: Any
+) -> None:
+    """A zip streams the originals as they are; nothing bounded how many bytes one request
+    could make the server read and send."""
+    settings.FACEWEB_MAX_ZIP_BYTES = 2500
+    gallery = GalleryFactory.create(owner=alice, name="Trip")
+    GalleryMember.objects.create(gallery=gallery, user=bob, role="viewer")
+    small = [PhotoFactory.create(gallery=gallery, size_bytes=1000) for _ in range(3)]
+    url = reverse("gallery:photos-bulk", args=[gallery.pk])
+    response = bob_client.post(
+        url, {"action": "download", "photo": [p.pk for p in small]}, follow=True
+    )
+    assert not getattr(response, "streaming", False)
+    assert (
+        "Those photos are 2.9 KB together; one download can hold at most 2.4 KB. "
+        "Select fewer photos." in response.content.decode()
+    )
+    response = bob_client.post(url, {"action": "download", "photo": [p.pk for p in small[:2]]})
+    assert response.streaming
+
 
 def test_it_moves_and_deletes_selected_photos(alice: User, alice_client: Client) -> None:
     source = GalleryFactory.create(owner=alice, name="Inbox")
@@ -205,6 +239,9 @@ def test_it_groups_the_timeline_by_month_taken_and_finds_photos_by_name(
     found = bob_client.get(reverse("gallery:timeline"), {"q": "smith"})
     assert [p.pk for p in found.context["page"]] == [march[0].pk]
     assert "Photos of “smith”" in found.content.decode() and "Ann Smith" in found.content.decode()
+    # The header's search box shows what was searched (on the timeline only).
+    topsearch = found.content.decode().split('class="topsearch"')[1].split("</form>")[0]
+    assert 'value="smith"' in topsearch
 
 
 def test_it_serves_the_grid_within_a_query_budget(

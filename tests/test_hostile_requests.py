@@ -54,6 +54,33 @@ def test_it_refuses_unicode_digits_in_ids_without_a_server_error(
             reverse("review:review-bulk"), {"face": [d], "decision": "approve"}
         ),
         "huge id": client.get(reverse("gallery:suggestion-list") + "?person=" + "9" * 40),
+        # int() refuses more than 4300 digits: the upload poll's count was a server error.
+        "poll ?seen huge": client.get(
+            reverse("gallery:batch-progress", args=[world.gallery.pk, world.batch.pk])
+            + "?seen="
+            + "9" * 5000
+        ),
+        "poll ?seen": client.get(
+            reverse("gallery:batch-progress", args=[world.gallery.pk, world.batch.pk])
+            + f"?seen={d}"
+        ),
+        "grid ?person": client.get(
+            reverse("gallery:gallery-detail", args=[world.gallery.pk]) + f"?person={d}"
+        ),
+        "photo ?person": client.get(
+            reverse("gallery:photo-detail", args=[world.photo.pk]) + f"?person={d}"
+        ),
+        "bulk photos": client.post(
+            reverse("gallery:photos-bulk", args=[world.gallery.pk]),
+            {"action": "delete", "photo": [d, "9" * 5000]},
+        ),
+        "bulk move target": client.post(
+            reverse("gallery:photos-bulk", args=[world.gallery.pk]),
+            {"action": "move", "photo": [world.photo.pk], "target": d},
+        ),
+        "cover face": client.post(
+            reverse("gallery:person-cover", args=[world.person.pk]), {"face": "9" * 5000}
+        ),
     }
     for name, response in responses.items():
         assert response.status_code < 500, name
@@ -156,6 +183,41 @@ def test_it_explains_an_upload_with_too_many_files(alice: User, settings: object
     assert page.status_code == 400
     assert "more than 3 files; the limit is 3 per upload" in page.content.decode()
     assert Photo.objects.filter(gallery=world.gallery).count() == 1
+
+
+def test_it_follows_next_only_to_pages_of_this_site(
+    alice: User, bob: User, staff_client: Client
+) -> None:
+    """Every form with a `next` field (one check, gallery/views/_common.safe_next)."""
+    world = make_world(alice, bob, GalleryMember.Role.EDITOR)
+    client = client_for(alice)
+    forms = [
+        (client, reverse("gallery:photos-bulk", args=[world.gallery.pk]), {"action": "x"}),
+        (client, reverse("gallery:suggestion-bulk"), {"action": "x"}),
+        (client, reverse("gallery:unknown-ignore"), {}),
+        (client, reverse("gallery:unknown-name"), {}),
+        (client, reverse("gallery:person-hide", args=[world.person.pk]), {"hidden": "0"}),
+        (staff_client, reverse("review:review-bulk"), {"decision": "approve"}),
+    ]
+    for who, url, data in forms:
+        for bad in ("https://evil.test/", "//evil.test/", "/\\evil.test/", "javascript:alert(1)"):
+            location = who.post(url, {**data, "next": bad})["Location"]
+            assert "evil" not in location and "javascript" not in location, (url, bad)
+        assert who.post(url, {**data, "next": "/timeline/"})["Location"] == "/timeline/", url
+        # Over https, a plain-http address of the same site is not followed either.
+        same = "http://testserver/timeline/"
+        assert who.post(url, {**data, "next": same}, secure=True)["Location"] != same, url
+
+
+def test_it_answers_too_many_fields_with_the_branded_page(alice: User) -> None:
+    """Over DATA_UPLOAD_MAX_NUMBER_FIELDS: the 400 page looks like the other error pages."""
+    world = make_world(alice)
+    fields = {f"photo{i}": "1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+    page = client_for(alice).post(reverse("gallery:photos-bulk", args=[world.gallery.pk]), fields)
+    html = page.content.decode()
+    assert page.status_code == 400
+    assert 'class="topbar"' in html and 'class="error-page card"' in html
+    assert "The request is too large for the server; please send less at once." in html
 
 
 def test_it_sends_security_headers_and_a_content_security_policy(alice: User) -> None:

@@ -6,21 +6,25 @@ taken back."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
-from gallery.actions.people import do_create_person
-from gallery.actions.photos import do_requeue_photo, do_upload_photos
+from gallery.actions.people import do_create_person, do_set_cover_face
+from gallery.actions.photos import do_move_photos, do_requeue_photo, do_upload_photos
 from gallery.models import Face, FaceEvent, Gallery, Person, Photo
 from gallery.presentation import plain_reason
-from recognition.actions.identity import do_tag_face
-from recognition.actions.processing import _missing_det_score
+from recognition.actions import processing
+from recognition.actions.identity import do_ignore_faces, do_tag_face
+from recognition.actions.manual import do_mark_not_face, do_unmark_not_face
+from recognition.actions.processing import _missing_det_score, do_add_face
 from recognition.models import ReviewDecision, Template
 from recognition.tasks import process_photo
 from tests.conftest import photo_path, upload_file
@@ -85,7 +89,35 @@ def test_it_matches_a_face_drawn_where_the_detector_found_none(
     assert list(photo.faces.values_list("pk", "manual")) == [(face.pk, True)]
 
 
-def test_it_refuses_a_box_too_small_to_be_a_face(
+def test_it_stores_a_drawn_face_where_its_photo_is_now(
+    gallery: Gallery,
+    alice: User,
+    django_capture_on_commit_callbacks: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The models run before the transaction: a photo moved meanwhile got its new face's crop
+    under the old gallery's path (a crop nobody could fetch). The row is read again under its
+    lock. (The move runs from inside the model step, as another request would.)"""
+    photo = _upload(gallery, alice, "obama/obama2.jpg", django_capture_on_commit_callbacks)
+    missed = photo.faces.get()
+    box = (missed.left, missed.top, missed.width, missed.height)
+    missed.delete()
+    target = Gallery.objects.create(owner=alice, name="Moved here")
+    real_analyse_box = processing.analyse_box
+
+    def move_meanwhile(*args: Any) -> Any:
+        analysed = real_analyse_box(*args)
+        assert do_move_photos([Photo.objects.get(pk=photo.pk)], target, by=alice).moved
+        return analysed
+
+    monkeypatch.setattr(processing, "analyse_box", move_meanwhile)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        face = do_add_face(photo, box, by=alice)  # `photo` still says the old gallery
+    crop = face.crop.name or ""
+    assert crop.split("/")[1] == str(target.pk) and default_storage.exists(crop)
+
+
+def test_it_refuses_a_box_no_face_fits(
     gallery: Gallery, alice: User, alice_client: Client, django_capture_on_commit_callbacks: object
 ) -> None:
     photo = _upload(gallery, alice, "biden/biden.jpg", django_capture_on_commit_callbacks)
@@ -93,6 +125,14 @@ def test_it_refuses_a_box_too_small_to_be_a_face(
     response = alice_client.post(url, {"left": 5, "top": 5, "width": 4, "height": 30}, headers=HTMX)
     assert response.status_code == 422
     assert "Draw a larger box" in response.content.decode()
+    # Boxes no face fits: larger than the photo (it became a whole-photo face), a sliver.
+    for box, words in [
+        ({"left": 0, "top": 0, "width": 10**9, "height": 10**9}, "larger than the photo"),
+        ({"left": 5, "top": 5, "width": 200, "height": 12}, "about as tall as it is wide"),
+        ({"left": 5, "top": 5, "width": 20, "height": 90}, "about as tall as it is wide"),
+    ]:
+        response = alice_client.post(url, box, headers=HTMX)
+        assert response.status_code == 422 and words in response.content.decode(), box
     response = alice_client.post(url, {"left": 5}, headers=HTMX)
     assert response.status_code == 422 and photo.faces.count() == 1
 
@@ -107,6 +147,7 @@ def test_it_removes_a_false_detection_and_takes_it_back(
 ) -> None:
     face = obama.faces.get(photo__original_name="obama1.jpg")
     assert Template.objects.filter(face=face).exists()
+    do_set_cover_face(obama, face, by=alice)
     url = reverse("gallery:face-not-face", args=[face.pk])
     assert charlie_client.post(url, headers=HTMX).status_code == 404
 
@@ -121,6 +162,8 @@ def test_it_removes_a_false_detection_and_takes_it_back(
     face.refresh_from_db()
     assert face.review_status == Face.Review.NOT_FACE and face.person is None
     assert not face.is_trusted and not Template.objects.filter(face=face).exists()
+    obama.refresh_from_db()
+    assert obama.cover_face is None  # no longer a face of his, so not his cover
     label = ReviewDecision.objects.get(face=face)
     assert label.decision == ReviewDecision.Decision.NOT_FACE
     assert label.reviewer is not None and label.reviewer.username == "alice"
@@ -132,9 +175,47 @@ def test_it_removes_a_false_detection_and_takes_it_back(
     assert response.status_code == 200 and "The box is back as a face" in response.content.decode()
     face.refresh_from_db()
     assert face.review_status == Face.Review.NONE and face.is_trusted
-    # Matched again: Obama, automatically this time (the confirmed tag was a person's word).
-    assert face.person == obama and face.assignment == Face.Assignment.SUGGESTED
+    # Back as it was: Obama confirmed (a person's word, not the matcher's guess), his template
+    # and his cover.
+    assert face.person == obama and face.assignment == Face.Assignment.CONFIRMED
+    assert Template.objects.filter(face=face, person=obama).exists()
+    obama.refresh_from_db()
+    assert obama.cover_face == face
     assert not ReviewDecision.objects.filter(face=face).exists()
+
+
+def test_it_gives_an_ignored_face_back_ignored_and_a_guess_back_to_the_matcher(
+    gallery: Gallery, alice: User, obama: Person, django_capture_on_commit_callbacks: object
+) -> None:
+    stranger = _upload(gallery, alice, "biden/biden.jpg", django_capture_on_commit_callbacks)
+    ignored = stranger.faces.get()
+    do_ignore_faces([ignored], by=alice)
+    do_unmark_not_face(do_mark_not_face(ignored, by=alice), by=alice)
+    ignored.refresh_from_db()
+    assert ignored.assignment == Face.Assignment.IGNORED and ignored.person is None
+
+    photo = _upload(gallery, alice, "obama/obama2.jpg", django_capture_on_commit_callbacks)
+    guessed = photo.faces.get()
+    assert guessed.person == obama and guessed.assignment == Face.Assignment.SUGGESTED
+    do_unmark_not_face(do_mark_not_face(guessed, by=alice), by=alice)
+    guessed.refresh_from_db()
+    assert guessed.person == obama and guessed.assignment == Face.Assignment.SUGGESTED
+
+
+def test_it_leaves_a_tag_it_cannot_give_back_to_the_matcher(
+    gallery: Gallery, alice: User, obama: Person
+) -> None:
+    """Obama confirmed on another face of the photo meanwhile: two faces of one photo are never
+    the same person, so the undone box is matched like any face instead."""
+    face = obama.faces.get(photo__original_name="obama1.jpg")
+    do_mark_not_face(face, by=alice)
+    other = Face.objects.create(
+        photo=face.photo, left=1, top=1, width=40, height=40, landmarks=[[1.0, 1.0]] * 5
+    )
+    do_tag_face(other, obama, by=alice)
+    face = do_unmark_not_face(face, by=alice)
+    face.refresh_from_db()
+    assert face.person_id != obama.pk and face.review_status == Face.Review.NONE
 
 
 def test_it_processes_a_face_the_detector_cannot_see(

@@ -149,6 +149,14 @@ def test_it_answers_errors_with_branded_pages(
     viewer.force_login(bob)
     refused = viewer.post(reverse("gallery:photo-delete", args=[world.photo.pk]))  # type: ignore[attr-defined]
     assert refused.status_code == 403 and "You cannot do that here" in refused.content.decode()
+    # The page says why (the reason raised with the refusal), not one text for every refusal.
+    assert "You can view this gallery but not change it." in refused.content.decode()
+    rename = reverse("gallery:person-rename", args=[world.person.pk])  # type: ignore[attr-defined]
+    refused = viewer.post(rename, {"name": "X"})
+    assert refused.status_code == 403
+    html = refused.content.decode()
+    assert "Only alice can rename, hide, merge or delete the people of their library" in html
+    assert "You can look at this gallery" not in html
     broken = server_error(RequestFactory().get("/"))
     assert broken.status_code == 500 and b"Something went wrong on our side" in broken.content
 

@@ -26,8 +26,11 @@ def _faces(person: Person, gallery: object, n: int, assignment: str) -> list[Fac
     ]
 
 
-def test_it_counts_confirmed_and_automatic_tags_apart(alice: User, alice_client: Client) -> None:
+def test_it_counts_confirmed_and_automatic_tags_apart(
+    alice: User, alice_client: Client, bob: User, bob_client: Client
+) -> None:
     gallery = GalleryFactory.create(owner=alice)
+    GalleryMember.objects.create(gallery=gallery, user=bob, role="viewer")
     ann = PersonFactory.create(owner=alice, name="Ann")
     _faces(ann, gallery, 1, Face.Assignment.CONFIRMED)
     _faces(ann, gallery, 12, Face.Assignment.SUGGESTED)
@@ -35,7 +38,11 @@ def test_it_counts_confirmed_and_automatic_tags_apart(alice: User, alice_client:
     listing = alice_client.get(reverse("gallery:person-list")).content.decode()
     page = alice_client.get(reverse("gallery:person-detail", args=[ann.pk])).content.decode()
 
-    assert '1 photo · <span class="to-confirm">12 to confirm</span>' in listing
+    # "12 to confirm" opens those suggestions; bob may not confirm them, so is not asked to.
+    suggestions = reverse("gallery:suggestion-list") + f"?person={ann.pk}"
+    assert f'1 photo · <a class="to-confirm" href="{suggestions}">12 to confirm</a>' in listing
+    bobs = bob_client.get(reverse("gallery:person-list")).content.decode()
+    assert "<strong>Ann</strong>" in bobs and "to confirm" not in bobs
     assert "1 confirmed photo · 12 tagged automatically, not yet confirmed" in page
     assert page.count('data-state="auto"') == 12 and page.count('data-state="confirmed"') == 1
 
@@ -88,11 +95,9 @@ def test_it_lists_hidden_people_and_shows_them_again(
     assert "<strong>Poster</strong>" not in listing and "Hidden people (1)" in listing
     hidden = alice_client.get(reverse("gallery:person-list"), {"show": "hidden"}).content.decode()
     assert "<strong>Poster</strong>" in hidden and "Show again" in hidden
-    # bob may see the hidden list but not change it.
-    assert (
-        "Show again"
-        in bob_client.get(reverse("gallery:person-list"), {"show": "hidden"}).content.decode()
-    )
+    # bob may see the hidden list but not change it, and is offered no button that would fail.
+    bobs = bob_client.get(reverse("gallery:person-list"), {"show": "hidden"}).content.decode()
+    assert "<strong>Poster</strong>" in bobs and "Show again" not in bobs
     assert (
         bob_client.post(
             reverse("gallery:person-hide", args=[poster.pk]), {"hidden": "0"}
@@ -138,6 +143,16 @@ def test_it_uses_the_chosen_cover_face(
     ann.refresh_from_db()
     assert ann.cover_face == chosen
     alice_client.post(url, {"face": ""})  # back to the newest confirmed face
+    ann.refresh_from_db()
+    assert ann.cover_face is None
+
+    # A cover that stops being a confirmed face of Ann stops being her cover.
+    alice_client.post(url, {"face": chosen.pk})
+    alice_client.post(reverse("gallery:face-untag", args=[chosen.pk]))
+    ann.refresh_from_db()
+    assert ann.cover_face is None
+    alice_client.post(url, {"face": newest.pk})
+    alice_client.post(reverse("gallery:face-tag", args=[newest.pk]), {"name": "Bea"})
     ann.refresh_from_db()
     assert ann.cover_face is None
 

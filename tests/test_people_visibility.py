@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gallery.access import visible_people
-from gallery.actions.people import do_create_person
+from gallery.actions.people import do_create_person, do_hide_person
 from gallery.models import Face, Gallery, GalleryMember, Person
 from recognition.actions.identity import do_match_faces, do_tag_face, matchable_gallery_ids
 from recognition.web.probe import ProbeFace, search_face
@@ -74,18 +74,46 @@ def test_it_shows_a_member_only_the_people_of_faces_they_can_see(
     assert "Secret Obama" in client_for(alice).get(reverse("api:person-list")).content.decode()
 
 
-def test_it_lets_a_member_rename_only_people_of_faces_they_may_change(
-    world: World, bob: User
+def test_it_lets_only_the_owner_rename_hide_or_merge_people(
+    world: World, alice: User, bob: User
 ) -> None:
+    """bob edits the club, where alice's Shared Kit has a face; alice also sees Kit in galleries
+    bob cannot. A person spans the whole library, so bob may tag faces with Kit but not rename,
+    hide, unhide, merge or cover Kit (the reviewer unhid and renamed alice's people as bob)."""
     client: Client = client_for(bob)
     secret, shared = world.secret, world.shared
+    do_hide_person(shared, by=alice, hidden=True)
     url = reverse("api:person-detail", args=[secret.pk])
     response = client.patch(url, {"name": "x"}, content_type="application/json")
     assert response.status_code == 404
     url = reverse("api:person-detail", args=[shared.pk])
     response = client.patch(url, {"name": "Kit"}, content_type="application/json")
-    assert response.status_code == 200
+    assert response.status_code == 403
+    for name, data in [
+        ("gallery:person-rename", {"name": "Kit"}),
+        ("gallery:person-hide", {"hidden": "0"}),
+        ("gallery:person-merge", {"into": secret.pk}),
+        ("gallery:person-cover", {"face": world.kit.pk}),
+    ]:
+        response = client.post(reverse(name, args=[shared.pk]), data)
+        assert response.status_code == 403, name
+    shared.refresh_from_db()
+    assert (shared.name, shared.hidden, shared.cover_face_id) == ("Shared Kit", True, None)
     assert Person.objects.get(pk=secret.pk).name == "Secret Obama"
+    # The person page offers bob none of it; alice gets all of it.
+    page = client.get(reverse("gallery:person-detail", args=[shared.pk])).content.decode()
+    assert reverse("gallery:person-rename", args=[shared.pk]) not in page
+    assert reverse("gallery:person-hide", args=[shared.pk]) not in page
+    hidden = client.get(reverse("gallery:person-list") + "?show=hidden").content.decode()
+    assert "Shared Kit" in hidden and reverse("gallery:person-hide", args=[shared.pk]) not in hidden
+    alices = client_for(alice).get(reverse("gallery:person-detail", args=[shared.pk]))
+    assert reverse("gallery:person-rename", args=[shared.pk]) in alices.content.decode()
+    # Tagging a face in the club with Kit stays an editor's job.
+    other = face_in_new_photo(world.club, "kit_harington/john2.jpeg")
+    response = client.post(reverse("gallery:face-tag", args=[other.pk]), {"name": "Shared Kit"})
+    assert response.status_code in {200, 302}
+    other.refresh_from_db()
+    assert other.person_id == shared.pk
 
 
 def test_it_never_finds_a_private_person_in_a_members_search(

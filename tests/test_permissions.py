@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from gallery.actions.accounts import do_create_api_key
-from gallery.models import ApiKey, Face, GalleryMember, Person, Photo
+from gallery.models import ApiKey, Face, Gallery, GalleryMember, Person, Photo
 from tests.factories import (
     FaceFactory,
     GalleryFactory,
@@ -100,15 +100,30 @@ def _upload(w: World, users: dict[str, User]) -> dict[str, object]:
     return {"files": [SimpleUploadedFile("new.jpg", jpeg(50, 50, (1, 2, 3)), "image/jpeg")]}
 
 
-def _private_person(w: World) -> Person:
+def _private_person(w: World, *, hidden: bool = False) -> Person:
     """alice's person who appears only in a gallery shared with nobody: only alice sees them."""
     private = GalleryFactory(owner=w.gallery.owner, name="Private")
-    person = cast(Person, PersonFactory(owner=w.gallery.owner, name=SECRET_NAME))
+    name = f"{SECRET_NAME} (hidden)" if hidden else SECRET_NAME
+    person = cast(Person, PersonFactory(owner=w.gallery.owner, name=name, hidden=hidden))
     FaceFactory(photo=PhotoFactory(gallery=private), person=person, assignment="confirmed")
     return person
 
 
 SECRET_NAME = "Secret Sam"
+
+
+def _other_gallery(w: World, users: dict[str, User], bob_role: str) -> Gallery:
+    """Another gallery of alice's, shared with bob as `bob_role` (a place to move photos to)."""
+    gallery = cast(Gallery, GalleryFactory(owner=w.gallery.owner, name="Elsewhere"))
+    GalleryMember.objects.create(gallery=gallery, user=users["bob"], role=bob_role)
+    return gallery
+
+
+def _shared_person(w: World) -> Person:
+    """Another person of alice's with a face in the shared gallery (a merge target)."""
+    person = cast(Person, PersonFactory(owner=w.gallery.owner, name="Anne"))
+    FaceFactory(photo=w.photo, person=person, assignment="confirmed")
+    return person
 
 
 def _alices_key(users: dict[str, User]) -> ApiKey:
@@ -180,7 +195,7 @@ ENDPOINTS = [
         "person rename",
         "post",
         _u("gallery:person-rename", PERSON),
-        HTML_WRITE,
+        HTML_OWNER,
         data=lambda w, u: {"name": "Annie"},
     ),
     # Media files
@@ -267,7 +282,7 @@ ENDPOINTS = [
         "api person rename",
         "patch",
         _u("api:person-detail", PERSON),
-        api_write(200),
+        api_owner(200),
         data=lambda w, u: {"name": "Annie"},
         json=True,
     ),
@@ -322,8 +337,14 @@ ENDPOINTS = [
         codes(302, 302, 302, 302, 302),
         data=lambda w, u: {"name": "Zed", "faces": [w.face.pk]},
     ),
-    Endpoint("person merge", "post", _u("gallery:person-merge", PERSON), HTML_WRITE),
-    Endpoint("person hide", "post", _u("gallery:person-hide", PERSON), HTML_WRITE),
+    Endpoint(
+        "person merge",
+        "post",
+        _u("gallery:person-merge", PERSON),
+        HTML_OWNER,
+        data=lambda w, u: {"into": _shared_person(w).pk},
+    ),
+    Endpoint("person hide", "post", _u("gallery:person-hide", PERSON), HTML_OWNER),
     Endpoint("search page", "get", _u("gallery:search"), HTML_ANY_USER),
     # People and photo pages (issue 14): drawing faces, "not a face", strangers, covers,
     # downloads, bulk actions, the timeline.
@@ -338,12 +359,13 @@ ENDPOINTS = [
     # "Not a face" is a training label: the gallery's owner (or staff) decides.
     Endpoint("face not a face", "post", _u("gallery:face-not-face", F), HTML_OWNER),
     Endpoint("face is a face after all", "post", _u("gallery:face-use", F), HTML_OWNER),
-    Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_WRITE, data=lambda w, u: {}),
+    # Ignoring a stranger takes the face off the owner's "Who is unknown?": the owner decides.
+    Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_OWNER, data=lambda w, u: {}),
     Endpoint(
         "person cover",
         "post",
         _u("gallery:person-cover", PERSON),
-        HTML_WRITE,
+        HTML_OWNER,
         data=lambda w, u: {"face": w.face.pk},
     ),
     Endpoint(
@@ -359,6 +381,30 @@ ENDPOINTS = [
         _u("gallery:photos-bulk", G),
         HTML_WRITE,
         data=lambda w, u: {"action": "delete", "photo": [w.photo.pk]},
+    ),
+    # Moving needs write access to both galleries: bob edits the first target, only views the
+    # second.
+    Endpoint(
+        "photos bulk move",
+        "post",
+        _u("gallery:photos-bulk", G),
+        HTML_WRITE,
+        data=lambda w, u: {
+            "action": "move",
+            "photo": [w.photo.pk],
+            "target": _other_gallery(w, u, GalleryMember.Role.EDITOR).pk,
+        },
+    ),
+    Endpoint(
+        "photos bulk move to a gallery bob only views",
+        "post",
+        _u("gallery:photos-bulk", G),
+        codes(302, 403, 403, 404, 302),
+        data=lambda w, u: {
+            "action": "move",
+            "photo": [w.photo.pk],
+            "target": _other_gallery(w, u, GalleryMember.Role.VIEWER).pk,
+        },
     ),
     Endpoint("timeline", "get", _u("gallery:timeline"), HTML_ANY_USER),
     Endpoint(
@@ -461,13 +507,18 @@ def test_it_answers_each_user_with_the_expected_status(
         assert response["Location"].startswith(reverse("login"))
 
 
-@pytest.mark.parametrize("actor", ["viewer", "stranger"])
+@pytest.mark.parametrize("actor", ["viewer", "editor", "stranger"])
 def test_it_leaves_everything_unchanged_when_refused(actor: str, users: dict[str, User]) -> None:
-    world = make_world(users["alice"], users["bob"], GalleryMember.Role.VIEWER)
+    bob_role = GalleryMember.Role.EDITOR if actor == "editor" else GalleryMember.Role.VIEWER
+    world = make_world(users["alice"], users["bob"], bob_role)
     client = _client(actor, users)
     for endpoint in ENDPOINTS:
         # Refused requests, and the bulk forms that silently skip faces the user cannot write.
-        bulk = endpoint.name in {"suggestions bulk", "unknown name", "unknown ignore"}
+        bulk = actor != "editor" and endpoint.name in {
+            "suggestions bulk",
+            "unknown name",
+            "unknown ignore",
+        }
         if endpoint.method != "get" and (endpoint.expected[actor] in {403, 404} or bulk):
             data = endpoint.data(world, users)
             kwargs: dict[str, Any] = {}
@@ -480,7 +531,9 @@ def test_it_leaves_everything_unchanged_when_refused(actor: str, users: dict[str
     assert world.gallery.name == "Holidays" and world.gallery.tags == ["beach"]
     assert Photo.objects.filter(gallery=world.gallery).count() == 1
     assert Face.objects.get(pk=world.face.pk).person_id == world.person.pk
-    assert Person.objects.get(pk=world.person.pk).name == "Ann"
+    person = Person.objects.get(pk=world.person.pk)
+    assert person.name == "Ann" and not person.hidden and person.cover_face_id is None
+    assert person.merged_into_id is None
     assert set(world.gallery.members.values_list("user__username", flat=True)) == {"bob"}
 
 
@@ -499,6 +552,8 @@ NAME_LISTS = [
     _u("gallery:suggestion-list"),
     _u("gallery:unknown-list"),
     _u("gallery:person-detail", PERSON),
+    lambda w, u: reverse("gallery:person-list") + "?show=hidden",
+    lambda w, u: reverse("gallery:timeline") + "?q=" + SECRET_NAME.split()[0],
 ]
 
 
@@ -509,6 +564,7 @@ def test_it_shows_names_only_through_faces_the_user_may_see(
     bob_role = GalleryMember.Role.EDITOR if actor == "editor" else GalleryMember.Role.VIEWER
     world = make_world(users["alice"], users["bob"], bob_role)
     _private_person(world)
+    _private_person(world, hidden=True)
     client = _client(actor, users)
     pages = "".join(client.get(url(world, users)).content.decode() for url in NAME_LISTS)
     assert (SECRET_NAME in pages) == (actor == "owner"), actor

@@ -21,6 +21,7 @@ from gallery.actions.photos import (
     do_claim_photo,
     do_delete_photo,
     do_heal_photos,
+    do_move_photos,
     do_requeue_photo,
     do_upload_photos,
     processing_version,
@@ -140,6 +141,40 @@ def test_it_ends_cleanly_when_the_photo_is_deleted_while_processing(
         faces = do_process_photo(photo)
     assert faces == []
     assert _stored_files(_media_root) == []
+
+
+def test_it_refuses_to_move_a_photo_that_is_being_processed(
+    queued: Photo, alice: User, _media_root: Path, django_capture_on_commit_callbacks: object
+) -> None:
+    """A move while the worker ran left the derived files under the old gallery's path (media
+    404 after the move) and deleted the original under the worker. A queued or processing photo
+    stays where it is, with the reason; once processed it moves with all its files."""
+    source = queued.gallery
+    target = Gallery.objects.create(owner=alice, name="Elsewhere")
+    result = do_move_photos([queued], target, by=alice)
+    assert result.moved == [] and [why for _p, why in result.skipped] == [
+        "it is still being processed; move it once it is done"
+    ]
+    photo = do_claim_photo(queued.pk, "task")
+    assert photo is not None
+    # The caller's copy may be stale (loaded before the claim): the row decides.
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_move_photos([queued], target, by=alice)
+    assert result.moved == [] and "still being processed" in result.skipped[0][1]
+    assert Photo.objects.get(pk=queued.pk).gallery_id == source.pk
+
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        faces = do_process_photo(photo)
+    assert faces
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_move_photos([Photo.objects.get(pk=queued.pk)], target, by=alice)
+    assert len(result.moved) == 1
+    moved = Photo.objects.get(pk=queued.pk)
+    files = [moved.original, moved.thumbnail, moved.preview, *(f.crop for f in moved.faces.all())]
+    names = [f.name or "" for f in files]
+    assert all(name.split("/")[1] == str(target.pk) for name in names), names
+    stored = {p.relative_to(_media_root).as_posix() for p in _stored_files(_media_root)}
+    assert stored == set(names)
 
 
 def test_it_keeps_database_url_options() -> None:

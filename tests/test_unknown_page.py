@@ -51,6 +51,8 @@ def test_it_hints_at_a_named_person_and_at_another_group(
     Face.objects.filter(pk__in=[f.pk for f in rest]).update(suggested_person=obama)
     alex = [face_in_new_photo(gallery, p) for p in ALEX]
     apart = face_in_new_photo(gallery, ALEX_APART)
+    crop = f"derived/{gallery.pk}/{'a' * 32}.jpg"  # a name is all the page needs
+    Face.objects.filter(pk=apart.pk).update(crop=crop)
 
     groups, total = unknown_groups(alice)
 
@@ -63,7 +65,15 @@ def test_it_hints_at_a_named_person_and_at_another_group(
     assert named.near_group is None  # nobody else looks like those
     html = alice_client.get(reverse("gallery:unknown-list")).content.decode()
     assert 'value="Obama"' in html and "Looks like Obama." in html
-    assert f'href="/people/unknown/#group-{single.key}">the group of 1</a>?' in html
+    # Groups have a number (biggest first) the hints name, with the other group's face: "the
+    # group of 1" was ambiguous when several groups had one face.
+    assert [g.number for g in groups] == [1, 2, 3] and single.number == 3
+    hint = html.split(f'href="/people/unknown/#group-{single.key}"')[1].split("</a>")[0]
+    assert f'src="/media/{crop}"' in hint and "group 3 (1 face)" in hint
+    card = html.split(f'id="group-{single.key}"')[1].split("</p>")[0]
+    assert "<strong>1</strong> face · group 3" in card
+    # The counts say faces, as the page's heading does ("6 unnamed faces").
+    assert "6 unnamed faces" in html and "<strong>3</strong> faces" in html
 
 
 def test_it_ignores_strangers_and_brings_them_back(
@@ -119,3 +129,19 @@ def test_it_ignores_one_face_from_the_photo_page(
     assert face.assignment == Face.Assignment.CONFIRMED
     response = alice_client.post(url, {"ignored": "1"}, headers={"HX-Request": "true"})
     assert response.status_code == 422 and "untag it first" in response.content.decode()
+
+
+def test_it_lets_only_the_owner_ignore_a_face_from_the_photo_page(
+    gallery: Gallery, alice: User, bob: User, bob_client: Client
+) -> None:
+    """bob edits alice's gallery; ignoring takes a face off alice's "Who is unknown?", which the
+    bulk ignore there already leaves to alice: the photo page must not let bob do it."""
+    face = face_in_new_photo(gallery, BIDEN[0])
+    url = reverse("gallery:face-ignore", args=[face.pk])
+    response = bob_client.post(url, {"ignored": "1"}, headers={"HX-Request": "true"})
+    assert response.status_code == 403
+    face.refresh_from_db()
+    assert face.assignment != Face.Assignment.IGNORED
+    assert face in unknown_groups(alice)[0][0].faces
+    page = bob_client.get(reverse("gallery:photo-detail", args=[face.photo_id])).content.decode()
+    assert "Who is this?" in page and url not in page

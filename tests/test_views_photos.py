@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from gallery.models import Face, FaceEvent, GalleryMember, Person, Photo
+from gallery.queries import PhotoFilters, gallery_photos, photo_neighbours
 from tests.factories import FaceFactory, PersonFactory, PhotoFactory, World, make_world
 
 HTMX = {"HX-Request": "true"}
@@ -192,6 +196,38 @@ def test_it_links_to_the_neighbouring_photos(alice: User, alice_client: Client) 
     html = alice_client.get(reverse("gallery:photo-detail", args=[world.photo.pk])).content.decode()
     assert f'href="{reverse("gallery:photo-detail", args=[newer.pk])}" rel="prev"' in html
     assert 'rel="next"' not in html
+
+
+def test_it_finds_the_neighbours_in_every_order_with_two_small_queries(alice: User) -> None:
+    """The photo page loaded every id of the gallery (with face aggregates) to find two; now
+    one row before and one after, in the grid's order and filters, ties broken by id."""
+    world = make_world(alice)
+    noon = datetime(2020, 5, 1, 12, tzinfo=UTC)
+    photos = [world.photo]
+    for i in range(7):
+        # Ties on purpose: pairs share an upload time; some share a date taken, some have none.
+        taken = noon - timedelta(days=i // 3) if i % 2 else None
+        photos.append(cast(Photo, PhotoFactory(gallery=world.gallery, taken_at=taken)))
+        Photo.objects.filter(pk=photos[-1].pk).update(created_at=noon + timedelta(hours=i // 2))
+    FaceFactory(photo=photos[3], person=world.person)
+    FaceFactory(photo=photos[5], person=world.person)
+    filter_sets = [PhotoFilters(sort=sort) for sort in PhotoFilters.SORTS]
+    filter_sets += [PhotoFilters(person=world.person.pk), PhotoFilters(unknown=True)]
+    for filters in filter_sets:
+        for photo in Photo.objects.filter(gallery=world.gallery).select_related("gallery"):
+            ids = list(gallery_photos(world.gallery, filters).values_list("pk", flat=True))
+            if photo.pk not in ids:  # not in the filtered grid: the whole gallery's order
+                ids = list(
+                    gallery_photos(world.gallery, PhotoFilters(sort=filters.sort)).values_list(
+                        "pk", flat=True
+                    )
+                )
+            at = ids.index(photo.pk)
+            expected = (ids[at - 1] if at else None, ids[at + 1] if at + 1 < len(ids) else None)
+            with CaptureQueriesContext(connection) as queries:
+                assert photo_neighbours(photo, filters) == expected, (filters, photo.pk)
+            assert len(queries) <= 3
+            assert all(q["sql"].rstrip().endswith("LIMIT 1") for q in queries), queries
 
 
 def test_it_deletes_and_requeues_photos(

@@ -1,9 +1,11 @@
-"""What every action module shares: the error a user sees, and cleaning of names."""
+"""What every action module shares: the error a user sees, cleaning of names, sizes in words."""
 
 from __future__ import annotations
 
 import unicodedata
 from pathlib import PurePath
+
+from django.template.defaultfilters import filesizeformat
 
 
 class ActionError(ValueError):
@@ -33,3 +35,9 @@ def clean_file_name(name: str, *, limit: int = 255) -> str:
     base = PurePath(name.replace("\\", "/")).name if name else ""
     cleaned = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
     return (cleaned or "unnamed")[:limit]
+
+
+def file_size(n: int) -> str:
+    """A number of bytes as the pages show it ("2.4 MB"), without filesizeformat's non-breaking
+    space (the text also goes into plain messages)."""
+    return filesizeformat(n).replace("\xa0", " ")

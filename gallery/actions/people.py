@@ -112,3 +112,15 @@ def do_set_cover_face(person: Person, face: Face | None, by: User) -> Person:
         data={"face": face.pk if face else None},
     )
     return person
+
+
+def drop_cover_face(face: Face) -> int | None:
+    """A face that is no longer a confirmed face of its person stops being their cover (the
+    pages show the newest confirmed face instead); returns that person's id, if any. Caller
+    holds a transaction."""
+    person = Person.objects.select_for_update().filter(cover_face_id=face.pk).first()
+    if person is None:
+        return None
+    person.cover_face = None
+    person.save(update_fields=["cover_face", "updated_at"])
+    return person.pk

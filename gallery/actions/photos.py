@@ -23,12 +23,11 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Greatest
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from faceweb.queue import PROCESS_PHOTO, enqueue_on_commit
-from gallery.actions.common import ActionError, clean_file_name
+from gallery.actions.common import ActionError, clean_file_name, file_size
 from gallery.models import Face, FaceEvent, Gallery, Photo, UploadBatch
 from recognition.core.images import (
     CONTENT_TYPES,
@@ -55,11 +54,6 @@ def _sha256(upload: UploadedFile) -> str:
     return digest.hexdigest()
 
 
-def _size(n: int) -> str:
-    # Same units as the pages show (filesizeformat), without its non-breaking space.
-    return filesizeformat(n).replace("\xa0", " ")
-
-
 def check_upload(upload: UploadedFile) -> str:
     """Cheap checks before a file is stored; returns its content type, from the format Pillow
     detects (never from the file name). Raises ActionError."""
@@ -67,7 +61,9 @@ def check_upload(upload: UploadedFile) -> str:
     if upload.size == 0:
         raise ActionError("the file is empty (0 bytes)")
     if upload.size > limit:
-        raise ActionError(f"the file is {_size(upload.size)}, over the {_size(limit)} upload limit")
+        raise ActionError(
+            f"the file is {file_size(upload.size or 0)}, over the {file_size(limit)} upload limit"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -347,26 +343,38 @@ def do_requeue_failed_after_upgrade() -> int:
 
 @transaction.atomic
 def do_delete_photo(photo: Photo, by: User) -> None:
-    """Delete a photo with its faces (and their templates); files go once the delete commits.
+    """Delete one photo (do_delete_photos)."""
+    do_delete_photos([photo], by)
 
-    The row lock waits for a worker that is storing this photo's results (it holds the same
-    lock), so the files it stored are read here and removed too; a worker that comes later
-    finds the photo gone and removes its own files (recognition/actions/processing.py).
+
+@transaction.atomic
+def do_delete_photos(photos: Iterable[Photo], by: User) -> int:
+    """Delete photos with their faces (and their templates), all or none; files go once the
+    delete commits. Returns how many were still there to delete.
+
+    The row locks wait for a worker that is storing a photo's results (it holds the same lock),
+    so the files it stored are read here and removed too; a worker that comes later finds the
+    photo gone and removes its own files (recognition/actions/processing.py).
     """
-    row = Photo.objects.select_for_update().filter(pk=photo.pk).first()
-    if row is None:
-        return
-    face_ids = list(row.faces.values_list("pk", flat=True))
-    names = [row.original.name, row.thumbnail.name, row.preview.name]
-    names += [name for name in row.faces.values_list("crop", flat=True) if name]
-    FaceEvent.objects.create(
-        user=by,
-        action=FaceEvent.Action.PHOTO_DELETED,
-        data={"photo": row.pk, "name": row.original_name},
+    ids = sorted({p.pk for p in photos})
+    rows = list(Photo.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    if not rows:
+        return 0
+    faces = list(Face.objects.filter(photo__in=rows).values_list("pk", "crop"))
+    names = [n for row in rows for n in (row.original.name, row.thumbnail.name, row.preview.name)]
+    names += [crop for _pk, crop in faces if crop]
+    FaceEvent.objects.bulk_create(
+        FaceEvent(
+            user=by,
+            action=FaceEvent.Action.PHOTO_DELETED,
+            data={"photo": row.pk, "name": row.original_name},
+        )
+        for row in rows
     )
-    row.delete()
-    sync_face_templates(face_ids)
-    transaction.on_commit(lambda: delete_stored_files(names))
+    Photo.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    sync_face_templates([pk for pk, _crop in faces])
+    transaction.on_commit(functools.partial(delete_stored_files, names))
+    return len(rows)
 
 
 def delete_stored_files(names: Iterable[str]) -> None:
@@ -389,44 +397,71 @@ def _moved_name(name: str, gallery_id: int) -> str:
     return f"{kind}/{gallery_id}/{base}"
 
 
-def _copy_stored(name: str, new_name: str) -> None:
+def _copy_stored(name: str, new_name: str) -> bool:
+    """The stored file under its new name too; False when there was nothing to carry."""
     if not default_storage.exists(name):
-        return  # nothing to carry (a file lost earlier must not block the move)
+        return False  # a file lost earlier must not block the move
     try:
         source, target = default_storage.path(name), default_storage.path(new_name)
     except NotImplementedError:
         with default_storage.open(name, "rb") as fh:
             default_storage.save(new_name, fh)
-        return
+        return True
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     os.link(source, target)  # same file system: no copy; the old name goes after commit
+    return True
 
 
-@transaction.atomic
+# Photos the worker may still write files for (under the gallery id it read when it claimed).
+_IN_PROCESSING = (Photo.Status.QUEUED, Photo.Status.PROCESSING)
+
+
 def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveResult:
-    """Move photos (with their faces and tags) into another gallery of the same owner.
+    """Move photos (with their faces and tags) into another gallery of the same owner, all in
+    one transaction that the caller must not hold (the files linked under the new names are
+    removed when it rolls back, which only this function can see).
 
     Caller checked write access to the photos' galleries and to `target`. People belong to the
     owner's library, so a move to another owner's gallery is refused. A photo already in the
-    target gallery (same file) is skipped with the reason.
+    target gallery (same file), or one still queued or being processed, is skipped with the
+    reason.
+
+    Each photo's row is locked first and read again: the worker stores a photo's files under
+    the gallery id it read when it claimed the photo, and its claim (an update of a queued row)
+    waits for this lock, so a photo moved here is never one a worker is writing files for.
     """
+    linked: list[str] = []
+    try:
+        return _move_photos(photos, target, by, linked)
+    except BaseException:
+        delete_stored_files(linked)
+        raise
+
+
+@transaction.atomic(durable=True)
+def _move_photos(
+    photos: Iterable[Photo], target: Gallery, by: User, linked: list[str]
+) -> MoveResult:
+    """do_move_photos' transaction; every file it links under a new name goes into `linked`."""
     result = MoveResult()
-    for photo in photos:
-        if photo.gallery_id == target.pk:
-            result.skipped.append((photo, "it is already in that gallery"))
-            continue
-        if photo.gallery.owner_id != target.owner_id:
-            result.skipped.append((photo, "it belongs to another owner's library"))
-            continue
-        if Photo.objects.filter(gallery=target, sha256=photo.sha256).exists():
-            result.skipped.append((photo, "the same photo is already in that gallery"))
-            continue
-        faces = list(photo.faces.only("pk", "crop"))
-        files = [photo.original, photo.thumbnail, photo.preview, *(f.crop for f in faces)]
-        old = [f.name for f in files if f.name]
-        for name in old:
-            _copy_stored(name, _moved_name(name, target.pk))
+    for given in photos:
         with transaction.atomic():
+            photo = (
+                Photo.objects.select_for_update(of=("self",))
+                .select_related("gallery")
+                .filter(pk=given.pk)
+                .first()
+            )
+            why = _why_not_moved(photo, target) if photo is not None else "it was deleted"
+            if photo is None or why:
+                result.skipped.append((photo or given, why))
+                continue
+            faces = list(photo.faces.select_for_update().only("pk", "crop"))
+            files = [photo.original, photo.thumbnail, photo.preview, *(f.crop for f in faces)]
+            old = [f.name for f in files if f.name]
+            for name in old:
+                if _copy_stored(name, _moved_name(name, target.pk)):
+                    linked.append(_moved_name(name, target.pk))
             source_id = photo.gallery_id
             photo.gallery = target
             photo.batch = None
@@ -447,3 +482,16 @@ def do_move_photos(photos: Iterable[Photo], target: Gallery, by: User) -> MoveRe
             transaction.on_commit(functools.partial(delete_stored_files, old))
         result.moved.append(photo)
     return result
+
+
+def _why_not_moved(photo: Photo, target: Gallery) -> str:
+    """Why a (locked) photo may not move to `target`; empty when it may."""
+    if photo.gallery_id == target.pk:
+        return "it is already in that gallery"
+    if photo.gallery.owner_id != target.owner_id:
+        return "it belongs to another owner's library"
+    if photo.status in _IN_PROCESSING:
+        return "it is still being processed; move it once it is done"
+    if Photo.objects.filter(gallery=target, sha256=photo.sha256).exists():
+        return "the same photo is already in that gallery"
+    return ""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from faceweb.http import AuthedRequest
 
@@ -16,17 +14,12 @@ def paginate(request: AuthedRequest, items: QuerySet, per_page: int) -> Page:
     return Paginator(items, per_page).get_page(request.GET.get("page"))
 
 
-# ASCII digits only: str.isdigit() accepts "²" and other Unicode digits that int() refuses, and
-# 18 digits keep every id inside PostgreSQL's bigint.
-_ID = re.compile(r"[0-9]{1,18}")
-
-
-def parse_id(value: str | None) -> int | None:
-    """An object id from a query string or form field; None for anything else."""
-    if value is None or not _ID.fullmatch(value):
-        return None
-    return int(value)
-
-
-def parse_ids(values: Iterable[str]) -> list[int]:
-    return [pk for pk in (parse_id(v) for v in values) if pk is not None]
+def safe_next(request: AuthedRequest, default: str) -> str:
+    """The form's `next` address when it stays on this site (a page of ours, over https when
+    the request came over https), else `default`: a form must not redirect to another site."""
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return back
+    return default

@@ -52,6 +52,7 @@ def _face_response(
         "photo": face.photo,
         "can_write": role.can_write,
         "can_review": can_review(request, role),
+        "can_ignore": role is Role.OWNER,
         "error": error,
         "oob": True,
         "added": added,
@@ -146,8 +147,11 @@ def face_use(request: AuthedRequest, face_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def face_ignore(request: AuthedRequest, face_id: int) -> HttpResponse:
-    """Ignore a stranger's face (or stop ignoring it)."""
+    """Ignore a stranger's face (or stop ignoring it). The owner's alone, like the bulk ignore
+    on "Who is unknown?": it takes the face off the owner's library-wide pages."""
     face, role = access_face(request.user, face_id, for_write=True)
+    if role is not Role.OWNER:
+        raise PermissionDenied("Only the gallery's owner can ignore faces as strangers.")
     ignored = request.POST.get("ignored", "1") != "0"
     _done, errors = do_ignore_faces([face], by=request.user, ignored=ignored)
     face.refresh_from_db()

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_id
 from gallery import queries
 from gallery.access import Role, access_batch, access_gallery, access_member, writable_galleries
 from gallery.actions.common import ActionError
@@ -26,7 +26,7 @@ from gallery.actions.galleries import (
 from gallery.actions.photos import do_upload_photos
 from gallery.forms import GalleryForm, ShareForm
 from gallery.models import Gallery, GalleryMember, Photo, UploadBatch
-from gallery.views._common import paginate, parse_id
+from gallery.views._common import paginate
 
 GALLERIES_PER_PAGE = 24
 PHOTOS_PER_PAGE = 48
@@ -286,9 +286,9 @@ def batch_progress(request: AuthedRequest, gallery_id: int, batch_id: int) -> Ht
     batch, _ = access_batch(request.user, gallery_id, batch_id)
     context = _batch_context(batch.gallery, batch)
     response = render(request, "gallery/_batch.html", context)
-    seen = request.GET.get("seen", "")
+    seen = parse_id(request.GET.get("seen"))
     progress = context["progress"]
-    if seen.isdigit() and int(seen) != progress.done + progress.failed:
+    if seen is not None and seen != progress.done + progress.failed:
         # More photos finished since the last poll: the page refreshes its grid.
         response["HX-Trigger"] = "photos-changed"
     return response

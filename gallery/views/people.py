@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -13,7 +12,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_id
 from gallery import queries
 from gallery.access import Role, access_face, access_person
 from gallery.actions.common import ActionError
@@ -68,7 +67,8 @@ def person_detail(request: AuthedRequest, person_id: int) -> HttpResponse:
     context = {
         "person": person,
         "page": page,
-        "can_edit": role.can_write,
+        # Renaming, hiding, merging and covers change the person across the whole library.
+        "can_edit": role is Role.OWNER,
         "form": PersonNameForm(initial={"name": person.name}),
         "confirmed_count": faces.filter(assignment=Face.Assignment.CONFIRMED).count(),
         "auto_count": faces.filter(assignment=Face.Assignment.SUGGESTED).count(),
@@ -76,16 +76,16 @@ def person_detail(request: AuthedRequest, person_id: int) -> HttpResponse:
         "merge_choices": list(
             queries.library_people(request.user, person.owner_id).exclude(pk=person.pk)
         )
-        if role.can_write
+        if role is Role.OWNER
         else [],
         "merges": list(
             PersonMerge.objects.filter(target=person, undone_at__isnull=True)
             .select_related("source")
             .order_by("-created_at")
         )
-        if role.can_write
+        if role is Role.OWNER
         else [],
-        "same_name": _same_name_offer(request, person) if role.can_write else None,
+        "same_name": _same_name_offer(request, person) if role is Role.OWNER else None,
     }
     return render(request, "gallery/person_detail.html", context)
 
@@ -101,9 +101,7 @@ def _same_name_offer(request: AuthedRequest, person: Person) -> dict | None:
 @login_required
 def person_delete(request: AuthedRequest, person_id: int) -> HttpResponse:
     """The owner deletes a person with their templates and face embeddings (the faces stay)."""
-    person, role = access_person(request.user, person_id, for_write=True)
-    if role is not Role.OWNER:
-        raise PermissionDenied("Only the owner of the library may delete a person.")
+    person, _ = access_person(request.user, person_id, for_write=True)
     name = person.name
     do_delete_person(person, by=request.user)
     messages.success(request, f"{name} is deleted; their faces are unnamed again.")
@@ -147,8 +145,8 @@ def person_rename(request: AuthedRequest, person_id: int) -> HttpResponse:
 def person_cover(request: AuthedRequest, person_id: int) -> HttpResponse:
     """Show the chosen face for the person on the people pages."""
     person, _ = access_person(request.user, person_id, for_write=True)
-    face_id = request.POST.get("face", "")
-    face = access_face(request.user, int(face_id))[0] if face_id.isdigit() else None
+    face_id = parse_id(request.POST.get("face"))
+    face = access_face(request.user, face_id)[0] if face_id is not None else None
     try:
         do_set_cover_face(person, face, by=request.user)
     except ActionError as exc:

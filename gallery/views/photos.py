@@ -16,14 +16,22 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_id, parse_ids
 from gallery import queries
-from gallery.access import access_gallery, access_photo
-from gallery.actions.photos import Requeue, do_delete_photo, do_move_photos, do_requeue_photo
+from gallery.access import Role, access_gallery, access_photo
+from gallery.actions.common import file_size
+from gallery.actions.photos import (
+    Requeue,
+    do_delete_photo,
+    do_delete_photos,
+    do_move_photos,
+    do_requeue_photo,
+)
 from gallery.models import Face, Photo
+from gallery.views._common import safe_next
 from gallery.views.faces import can_review
 from gallery.views.media import _file_response
 
@@ -45,6 +53,7 @@ def photo_detail(request: AuthedRequest, photo_id: int) -> HttpResponse:
         "role": role,
         "can_write": can_write,
         "can_review": can_review(request, role),
+        "can_ignore": role is Role.OWNER,
         "faces": [f for f in faces if f.review_status != Face.Review.NOT_FACE],
         "not_faces": [f for f in faces if f.review_status == Face.Review.NOT_FACE],
         "people": list(queries.library_people(request.user, photo.gallery.owner_id))
@@ -94,13 +103,13 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
     """Selected photos of the gallery grid: download them as one zip, move or delete them."""
     action = request.POST.get("action", "")
     gallery, _ = access_gallery(request.user, gallery_id, for_write=action in {"move", "delete"})
-    ids = [int(v) for v in request.POST.getlist("photo") if v.isdigit()]
+    ids = parse_ids(request.POST.getlist("photo"))
     photos = list(
         Photo.objects.filter(gallery=gallery, pk__in=ids)
         .select_related("gallery")
         .order_by("-created_at", "-id")
     )
-    back = _back(request, reverse("gallery:gallery-detail", args=[gallery.pk]))
+    back = safe_next(request, reverse("gallery:gallery-detail", args=[gallery.pk]))
     if not photos:
         messages.warning(request, "Select at least one photo first.")
         return redirect(back)
@@ -108,17 +117,24 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
         if len(photos) > MAX_ZIP_PHOTOS:
             messages.error(request, f"Select at most {MAX_ZIP_PHOTOS} photos for one download.")
             return redirect(back)
+        total, limit = sum(p.size_bytes for p in photos), settings.FACEWEB_MAX_ZIP_BYTES
+        if total > limit:
+            messages.error(
+                request,
+                f"Those photos are {file_size(total)} together; one download can hold at most "
+                f"{file_size(limit)}. Select fewer photos.",
+            )
+            return redirect(back)
         return _zip_response(photos, f"{gallery.name}.zip")
     if action == "delete":
-        for photo in photos:
-            do_delete_photo(photo, by=request.user)
-        messages.success(request, f"Deleted {_count(len(photos))}.")
+        deleted = do_delete_photos(photos, by=request.user)
+        messages.success(request, f"Deleted {_count(deleted)}.")
     elif action == "move":
-        target_id = request.POST.get("target", "")
-        if not target_id.isdigit():
+        target_id = parse_id(request.POST.get("target"))
+        if target_id is None:
             messages.error(request, "Choose the gallery to move the photos to.")
             return redirect(back)
-        target, _ = access_gallery(request.user, int(target_id), for_write=True)
+        target, _ = access_gallery(request.user, target_id, for_write=True)
         result = do_move_photos(photos, target, by=request.user)
         if result.moved:
             messages.success(request, f"Moved {_count(len(result.moved))} to {target.name}.")
@@ -131,13 +147,6 @@ def photos_bulk(request: AuthedRequest, gallery_id: int) -> HttpResponseBase:
 
 def _count(n: int) -> str:
     return f"{n} photo{'s' if n != 1 else ''}"
-
-
-def _back(request: AuthedRequest, default: str) -> str:
-    back = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        return back
-    return default
 
 
 class _Sink:
@@ -193,8 +202,9 @@ def _zip_stream(photos: list[Photo]) -> Iterator[bytes]:
 
 def _zip_response(photos: list[Photo], filename: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(_zip_stream(photos), content_type="application/zip")
-    safe = "".join(c for c in filename if c.isalnum() or c in " ._-()") or "photos.zip"
-    response["Content-Disposition"] = f'attachment; filename="{safe}"'
+    # Any script is kept (filename*= carries it); separators and control characters are not.
+    safe = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in filename)
+    response["Content-Disposition"] = content_disposition_header(True, safe or "photos.zip")
     response["Cache-Control"] = "private, no-store"
     if settings.FACEWEB_MEDIA_ACCEL_PREFIX:
         # nginx must not buffer a long stream into a temporary file before sending it.

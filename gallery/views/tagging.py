@@ -12,16 +12,15 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_id, parse_ids
 from gallery import queries
 from gallery.access import access_face, access_merge, access_person, writable_galleries
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_get_or_create_person, do_hide_person
 from gallery.models import Face
-from gallery.views._common import paginate, parse_id, parse_ids
+from gallery.views._common import paginate, safe_next
 from gallery.views.faces import _face_response
 from recognition.actions.identity import (
     do_confirm_suggestion,
@@ -134,10 +133,7 @@ def suggestion_bulk(request: AuthedRequest) -> HttpResponse:
             messages.error(request, f"Face {face.pk}: {error}")
     else:
         messages.error(request, "Choose confirm or reject.")
-    back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("gallery:suggestion-list")
-    return redirect(back)
+    return redirect(safe_next(request, reverse("gallery:suggestion-list")))
 
 
 @require_GET
@@ -177,9 +173,7 @@ def unknown_ignore(request: AuthedRequest) -> HttpResponse:
     """Ignore the selected faces as strangers (`ignored=0`: stop ignoring them)."""
     ignored = request.POST.get("ignored", "1") != "0"
     faces = [f for f in _selected_faces(request) if f.photo.gallery.owner_id == request.user.pk]
-    back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("gallery:unknown-list")
+    back = safe_next(request, reverse("gallery:unknown-list"))
     if not faces:
         messages.warning(request, "Select at least one face.")
         return redirect(back)
@@ -205,9 +199,7 @@ def unknown_name(request: AuthedRequest) -> HttpResponse:
     """Name the selected faces of a group (faces of the user's own library only)."""
     name = request.POST.get("name", "").strip()
     faces = [f for f in _selected_faces(request) if f.photo.gallery.owner_id == request.user.pk]
-    back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("gallery:unknown-list")
+    back = safe_next(request, reverse("gallery:unknown-list"))
     if not faces or not name:
         messages.error(request, "Select faces and type a name.")
         return redirect(back)
@@ -270,7 +262,4 @@ def person_hide(request: AuthedRequest, person_id: int) -> HttpResponse:
         )
     else:
         messages.success(request, f"{person.name} is shown on the people page again.")
-    back = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        return redirect(back)
-    return redirect("gallery:person-detail", person_id=person.pk)
+    return redirect(safe_next(request, reverse("gallery:person-detail", args=[person.pk])))

@@ -20,6 +20,7 @@ from pgvector.django import L2Distance
 
 from faceweb.queue import REMATCH_NEAR_FACES, enqueue_on_commit
 from gallery.actions.common import ActionError
+from gallery.actions.people import do_set_cover_face, drop_cover_face
 from gallery.models import (
     Face,
     FaceEvent,
@@ -77,6 +78,7 @@ def do_untag_face(face: Face, by: User) -> Face:
     face.save(
         update_fields=["person", "assignment", "match_distance", "assigned_by", "assigned_at"]
     )
+    drop_cover_face(face)
     FaceEvent.objects.create(
         user=by,
         face=face,
@@ -108,7 +110,14 @@ def _lock_and_refresh(face: Face) -> None:
     caller loaded the face."""
     Face.objects.select_for_update().filter(pk=face.pk).first()
     face.refresh_from_db(
-        fields=["person", "assignment", "suggested_person", "match_distance", "assigned_at"]
+        fields=[
+            "person",
+            "assignment",
+            "suggested_person",
+            "match_distance",
+            "assigned_by",
+            "assigned_at",
+        ]
     )
 
 
@@ -137,6 +146,8 @@ def _confirm(face: Face, person: Person, by: User, action: FaceEvent.Action) -> 
     _withdraw_guesses(face, person, by)
     check_person_for_face(face, person)
     previous = face.person_id
+    if previous is not None and previous != person.pk:
+        drop_cover_face(face)
     face.person = person
     face.assignment = Face.Assignment.CONFIRMED
     face.suggested_person = None
@@ -257,6 +268,7 @@ def do_reject_suggestions(
                 face.person = None
                 face.assignment = Face.Assignment.NONE
                 fields += ["person", "assignment"]
+                drop_cover_face(face)
             face.suggested_person = None
             face.match_distance = None
             face.assigned_by = by
@@ -343,10 +355,48 @@ def clear_identity(
     face: Face, by: User, action: FaceEvent.Action, data: dict | None = None
 ) -> None:
     """Drop every tag and suggestion of a face that turned out to be no face at all (`action`
-    names why in the audit log). Caller holds a transaction, then syncs templates and
-    re-matches the photo."""
+    names why in the audit log, with what restore_identity needs to take it back). Caller
+    holds a transaction, then syncs templates and re-matches the photo."""
     _lock_and_refresh(face)
-    _set_identity(face, by, Face.Assignment.NONE, action, data)
+    before = {
+        "previous_assignment": face.assignment,
+        "previous_tag": face.person_id if face.assignment == Face.Assignment.CONFIRMED else None,
+        "cover_of": drop_cover_face(face),
+    }
+    _set_identity(face, by, Face.Assignment.NONE, action, {**before, **(data or {})})
+
+
+def restore_identity(face: Face, by: User, cleared: dict) -> None:
+    """Take clear_identity back from what it recorded (`cleared`, its event's data): a confirmed
+    tag comes back confirmed (and as the person's cover if it was), an ignored face is ignored
+    again. An automatic tag or a suggestion was the matcher's guess: the caller's re-match
+    makes it again. So does a tag that cannot come back (its person was merged or deleted, or
+    another face of the photo is confirmed as them now). Caller holds a transaction, then syncs
+    templates and re-matches the photo."""
+    _lock_and_refresh(face)
+    if face.person_id is not None or face.assignment != Face.Assignment.NONE:
+        return  # changed since it was cleared: that later decision stands
+    if cleared.get("previous_assignment") == Face.Assignment.IGNORED:
+        _set_identity(
+            face, by, Face.Assignment.IGNORED, FaceEvent.Action.FACE_IGNORED, {"restored": True}
+        )
+        return
+    tagged = cleared.get("previous_tag")
+    person = (
+        Person.objects.filter(pk=tagged, merged_into__isnull=True).first()
+        if isinstance(tagged, int)
+        else None
+    )
+    if person is None:
+        return
+    try:
+        with transaction.atomic():
+            _confirm(face, person, by, FaceEvent.Action.FACE_TAGGED)
+    except ActionError:
+        face.refresh_from_db(fields=_IDENTITY_FIELDS)
+        return
+    if cleared.get("cover_of") == person.pk and person.cover_face_id is None:
+        do_set_cover_face(person, face, by)
 
 
 # Merges ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gallery.models import Face, FaceEvent
-from recognition.actions.identity import clear_identity, do_match_faces
+from recognition.actions.identity import clear_identity, do_match_faces, restore_identity
 from recognition.index.enrolment import sync_face_templates
 from recognition.models import ReviewDecision
 
@@ -24,24 +24,23 @@ def do_mark_not_face(face: Face, by: User) -> Face:
 
     Caller checked write access to the face's gallery. Marking twice records nothing twice.
     """
-    with transaction.atomic():
-        locked = Face.objects.select_for_update().get(pk=face.pk)
-        if locked.review_status == Face.Review.NOT_FACE:
-            return locked
-        previous = locked.review_status
-        clear_identity(face, by, FaceEvent.Action.FACE_NOT_A_FACE, {"previous_review": previous})
-        face.review_status = Face.Review.NOT_FACE
-        face.reviewed_by = by
-        face.reviewed_at = timezone.now()
-        face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
-        ReviewDecision.objects.create(
-            face=face,
-            reviewer=by,
-            decision=ReviewDecision.Decision.NOT_FACE,
-            ood_score=locked.ood_score,
-            reasons=locked.ood_reasons,
-        )
-        sync_face_templates([face.pk])
+    locked = Face.objects.select_for_update().get(pk=face.pk)
+    if locked.review_status == Face.Review.NOT_FACE:
+        return locked
+    previous = locked.review_status
+    clear_identity(face, by, FaceEvent.Action.FACE_NOT_A_FACE, {"previous_review": previous})
+    face.review_status = Face.Review.NOT_FACE
+    face.reviewed_by = by
+    face.reviewed_at = timezone.now()
+    face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
+    ReviewDecision.objects.create(
+        face=face,
+        reviewer=by,
+        decision=ReviewDecision.Decision.NOT_FACE,
+        ood_score=locked.ood_score,
+        reasons=locked.ood_reasons,
+    )
+    sync_face_templates([face.pk])
     # Another face of the photo may now take the person this box held.
     do_match_faces([face])
     return face
@@ -49,30 +48,33 @@ def do_mark_not_face(face: Face, by: User) -> Face:
 
 @transaction.atomic
 def do_unmark_not_face(face: Face, by: User) -> Face:
-    """It is a face after all: back to the filter's own verdict, and matched again.
+    """It is a face after all: back to the review it had, with the tag a person gave it
+    (identity.restore_identity), and matched again.
 
     The NOT_FACE labels of this face are withdrawn so training never learns the mistake.
     """
-    with transaction.atomic():
-        face = Face.objects.select_for_update().get(pk=face.pk)
-        if face.review_status != Face.Review.NOT_FACE:
-            return face
-        event = (
-            FaceEvent.objects.filter(face=face, action=FaceEvent.Action.FACE_NOT_A_FACE)
-            .order_by("-id")
-            .first()
-        )
-        previous = (event.data or {}).get("previous_review", "") if event else ""
-        face.review_status = previous or Face.Review.NONE
-        face.reviewed_by = by
-        face.reviewed_at = timezone.now()
-        face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
-        ReviewDecision.objects.filter(face=face, decision=ReviewDecision.Decision.NOT_FACE).delete()
-        FaceEvent.objects.create(
-            user=by,
-            face=face,
-            action=FaceEvent.Action.FACE_IS_A_FACE,
-            data={"review_status": previous},
-        )
+    face = Face.objects.select_for_update().get(pk=face.pk)
+    if face.review_status != Face.Review.NOT_FACE:
+        return face
+    event = (
+        FaceEvent.objects.filter(face=face, action=FaceEvent.Action.FACE_NOT_A_FACE)
+        .order_by("-id")
+        .first()
+    )
+    cleared = (event.data or {}) if event else {}
+    previous = cleared.get("previous_review", "")
+    face.review_status = previous or Face.Review.NONE
+    face.reviewed_by = by
+    face.reviewed_at = timezone.now()
+    face.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
+    ReviewDecision.objects.filter(face=face, decision=ReviewDecision.Decision.NOT_FACE).delete()
+    FaceEvent.objects.create(
+        user=by,
+        face=face,
+        action=FaceEvent.Action.FACE_IS_A_FACE,
+        data={"review_status": previous},
+    )
+    restore_identity(face, by, cleared)
+    sync_face_templates([face.pk])
     do_match_faces([face])
     return face

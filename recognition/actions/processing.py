@@ -174,6 +174,27 @@ def _missing_det_score() -> float:
 
 # A box smaller than this (in original pixels) is a slip of the mouse, not a face.
 MIN_DRAWN_PX = 12
+# A face box is about square (the detector's are 1:1 to 1:1.3); one three times longer than it
+# is wide holds no face the models can align.
+MAX_DRAWN_ASPECT = 3.0
+
+
+def check_drawn_box(
+    box: tuple[int, int, int, int], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """A box drawn on a `width` x `height` image, cut to the image; ActionError for one no face
+    fits (the page rounds, so a box may stick out of the image a little)."""
+    if box[2] > width or box[3] > height or box[0] >= width or box[1] >= height:
+        raise ActionError("The box is larger than the photo: draw it around the face.")
+    box = _clamp(box, width, height)
+    short, long = sorted(box[2:])
+    if short < MIN_DRAWN_PX:
+        raise ActionError("Draw a larger box around the face.")
+    if long > MAX_DRAWN_ASPECT * short:
+        raise ActionError(
+            "A face is about as tall as it is wide: draw the box around the face only."
+        )
+    return box
 
 
 def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
@@ -191,9 +212,7 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
         )
     except BadImage as exc:
         raise ActionError(str(exc)) from exc
-    box = _clamp(box, decoded.width, decoded.height)
-    if min(box[2], box[3]) < MIN_DRAWN_PX:
-        raise ActionError("Draw a larger box around the face.")
+    box = check_drawn_box(box, decoded.width, decoded.height)
     model = embedder()
     analysed = analyse_box(decoded.rgb, box, detector_config(), model)
     det = analysed.detection
@@ -205,6 +224,17 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
     verdict = _assess([analysed], model.version)[0]
     found = (det.left, det.top, det.right, det.bottom)
     with transaction.atomic():
+        # The photo may have moved to another gallery while the models ran: the crop is stored
+        # under the gallery the row names now (its lock orders this against do_move_photos).
+        gallery_id = (
+            Photo.objects.select_for_update()
+            .filter(pk=photo.pk)
+            .values_list("gallery_id", flat=True)
+            .first()
+        )
+        if gallery_id is None:
+            raise ActionError("The photo was deleted meanwhile.")
+        photo.gallery_id = gallery_id
         others = Face.objects.select_for_update().filter(photo=photo)
         for other in others.exclude(review_status=Face.Review.NOT_FACE):
             if iou(found, _ltrb(other)) >= 0.5:

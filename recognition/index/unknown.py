@@ -33,6 +33,7 @@ class UnknownGroup:
     near_person: Person | None = None  # some faces look like this person
     near_person_faces: int = 0  # how many of them
     near_group: UnknownGroup | None = field(default=None, repr=False)
+    number: int = 0  # "group 3": its place in the list, biggest first, for hints to name it
 
     @property
     def size(self) -> int:
@@ -83,6 +84,8 @@ def unknown_groups(owner: User, limit: int = UNKNOWN_LIMIT) -> tuple[list[Unknow
         _link_near_groups(made, group_distances(vectors, rows), limits.possible)
         groups.extend(made)
     groups.sort(key=lambda g: (-g.size, -g.faces[0].pk))
+    for number, group in enumerate(groups, start=1):
+        group.number = number
     return groups, total
 
 

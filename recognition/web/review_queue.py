@@ -23,9 +23,9 @@ from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
 
+from faceweb.http import parse_id
 from gallery.access import AnyUser
 from gallery.models import Face
-from gallery.views._common import parse_id
 from recognition.models import Template
 
 SORTS = {

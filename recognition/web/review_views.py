@@ -15,12 +15,11 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from faceweb.http import AuthedRequest
+from faceweb.http import AuthedRequest, parse_ids
 from gallery.models import Face, Gallery
-from gallery.views._common import paginate, parse_ids
+from gallery.views._common import paginate, safe_next
 from gallery.views.media import _file_response
 from recognition.actions.review import do_review_faces
 from recognition.models import ReviewDecision
@@ -51,10 +50,7 @@ def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
 
 
 def _back(request: AuthedRequest) -> str:
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return reverse("review:review-queue")
+    return safe_next(request, reverse("review:review-queue"))
 
 
 @require_GET

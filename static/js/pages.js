@@ -35,6 +35,38 @@
     form.classList.toggle("has-selection", n > 0);
   }
 
+  // "Select photos": the boxes show on every photo, and a click on a photo selects it instead of
+  // opening it; pressed again, the selection is cleared.
+  function setSelecting(form, on) {
+    var toggle = form.querySelector("[data-select-toggle]");
+    form.classList.toggle("selecting", on);
+    if (toggle) {
+      toggle.setAttribute("aria-pressed", on ? "true" : "false");
+      toggle.textContent = on ? "Cancel selection" : "Select photos";
+    }
+    if (!on) form.querySelectorAll("input[type=checkbox]").forEach(function (box) { box.checked = false; });
+    updateCount(form);
+  }
+
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest && event.target.closest("[data-select-toggle]");
+    var form;
+    if (toggle) {
+      form = toggle.closest("[data-select-form]");
+      if (form) setSelecting(form, !form.classList.contains("selecting"));
+      return;
+    }
+    var link = event.target.closest && event.target.closest(".selecting .thumb a");
+    if (link) {
+      event.preventDefault();
+      var box = link.parentElement.querySelector("input.thumb-pick");
+      if (box) {
+        box.checked = !box.checked;
+        box.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    }
+  });
+
   document.addEventListener("change", function (event) {
     var input = event.target;
     if (input.matches && input.matches("input[data-select-all]")) {
@@ -59,12 +91,13 @@
     }
   });
 
-  // After htmx adds or changes a face card: the "no faces" line goes, the count follows.
-  document.addEventListener("htmx:afterSwap", function () {
+  // After htmx adds or changes a face card: the "no faces" line goes, the count follows. It
+  // counts by data-state once the swap settles: a swapped card keeps its old class until then.
+  document.addEventListener("htmx:afterSettle", function () {
     var none = document.getElementById("no-faces");
     if (none && document.querySelector("#face-list .face-card")) none.remove();
     var count = document.getElementById("face-count");
-    if (count) count.textContent = document.querySelectorAll("#face-list .face-card:not(.state-not-a-face)").length;
+    if (count) count.textContent = document.querySelectorAll("#face-list .face-card:not([data-state='not-a-face'])").length;
   });
 
   // The photo viewer. ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db.models import Q
+from playwright.sync_api import expect
 
 from gallery.actions.people import do_create_person
 from gallery.actions.photos import do_upload_photos
@@ -72,6 +73,18 @@ def test_it_matches_a_face_drawn_by_hand_and_marks_automatic_tags(
     card = page.locator(f"#face-{auto.pk}")
     assert card.locator(".state-badge").inner_text() == "Tagged automatically"
     shot(page, "pages-01-auto-and-confirmed")
+
+    # "Not a face" and its undo: the face count follows (it counted the cards' old classes,
+    # which htmx swaps in only when the swap settles).
+    n = group.faces.count()
+    assert page.locator("#face-count").inner_text() == str(n)
+    card.get_by_role("button", name="Not a face").click()
+    page.locator(f"#face-{auto.pk}[data-state='not-a-face']").wait_for()
+    counted = "n => document.getElementById('face-count').textContent === String(n)"
+    page.wait_for_function(counted, arg=n - 1)
+    page.locator(f"#face-{auto.pk}").get_by_role("button", name="It is a face after all").click()
+    page.locator(f"#face-{auto.pk}:not([data-state='not-a-face'])").wait_for()
+    page.wait_for_function(counted, arg=n)
 
     # obama2.jpg: the detector "missed" the face (its row is removed); draw it with the mouse.
     drawn_photo = _upload(gallery, alice, "obama/obama2.jpg")["obama2.jpg"]
@@ -176,6 +189,22 @@ def test_it_ignores_strangers_offers_merges_finds_hidden_people_and_fits_a_phone
     page.goto(f"{base}/people/")
     assert page.locator(".person-card", has_text="Joe Biden").count() == 1
 
+    # Selecting photos on a desktop: a visible "Select photos" button, then a click on a photo
+    # selects it (the boxes showed only under the mouse, the actions only after a selection).
+    page.goto(f"{base}/galleries/{gallery.pk}/")
+    first = page.locator(".thumb").first
+    expect(first.locator(".thumb-pick")).to_have_css("opacity", "0")
+    assert not page.get_by_role("button", name="Download as zip").is_visible()
+    page.get_by_role("button", name="Select photos").click()
+    expect(first.locator(".thumb-pick")).to_have_css("opacity", "1")
+    first.locator("a").click()
+    assert first.locator(".thumb-pick").is_checked() and "/galleries/" in page.url
+    assert page.locator("[data-selected-count]").inner_text() == "1 selected"
+    assert page.get_by_role("button", name="Download as zip").is_visible()
+    shot(page, "pages-07-selecting-photos")
+    page.get_by_role("button", name="Cancel selection").click()
+    assert not first.locator(".thumb-pick").is_checked()
+
     # The timeline: months by date taken, newest first; undated photos by upload time.
     page.goto(f"{base}/timeline/")
     sections = page.locator(".timeline-month")
@@ -185,12 +214,18 @@ def test_it_ignores_strangers_offers_merges_finds_hidden_people_and_fits_a_phone
     assert [sections.nth(i).locator(".thumb").count() for i in range(3)] == [2, 1, 2]
     shot(page, "pages-06-timeline")
 
-    # Every main page on a 390 px phone: nothing wider than the screen.
+    # Every main page on a 390 px phone, and in a 390 px window with a mouse: nothing wider
+    # than the screen, no main-nav link cut off (a staff member has the most: Review queue),
+    # the viewer's arrows on one row and no zoom buttons (pinch, or + and -, zoom).
+    User.objects.filter(pk=alice.pk).update(is_staff=True)
     phone = browser.new_context(
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
     mobile = phone.new_page()
     sign_in(mobile, base, "alice", PASSWORD)
+    window = browser.new_context(viewport={"width": 390, "height": 844})
+    narrow = window.new_page()
+    sign_in(narrow, base, "alice", PASSWORD)
     pages = {
         "galleries": "/",
         "gallery": f"/galleries/{gallery.pk}/",
@@ -205,12 +240,27 @@ def test_it_ignores_strangers_offers_merges_finds_hidden_people_and_fits_a_phone
         "not-found": "/no-such-page/",
     }
     for i, (name, path) in enumerate(pages.items()):
-        for target, prefix in ((mobile, "phone"), (page, "desktop")):
+        for target, prefix in ((mobile, "phone"), (narrow, "narrow"), (page, "desktop")):
             target.goto(base + path)
             target.wait_for_load_state("networkidle")
             width, inner = target.evaluate(
                 "[document.documentElement.scrollWidth, window.innerWidth]"
             )
             assert width <= inner, (prefix, name, width, inner)
+            cut = target.evaluate(
+                """() => { const nav = document.querySelector('.mainnav');
+                return [nav.scrollWidth > nav.clientWidth, ...[...nav.querySelectorAll('a')]
+                  .filter(a => a.getBoundingClientRect().right > window.innerWidth)
+                  .map(a => a.innerText)]; }"""
+            )
+            assert cut == [False], (prefix, name, cut)
             shot(target, f"pages-{prefix}-{i + 10:02d}-{name}")
+    for target, prefix in ((mobile, "phone"), (narrow, "narrow")):
+        target.goto(f"{base}/photos/{photos['obama1.jpg'].pk}/")
+        prev, after = (target.locator(f"[data-nav='{w}']").bounding_box() for w in ("prev", "next"))
+        assert prev is not None and after is not None and prev["y"] == after["y"], prefix
+        assert target.locator(".zoom-btn:visible").count() == 0, prefix
+        assert target.locator("[data-fullscreen]").is_visible(), prefix
+    assert "Review queue" in mobile.locator(".mainnav").inner_text()
     phone.close()
+    window.close()
