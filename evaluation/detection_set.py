@@ -7,10 +7,10 @@ OUT_DIR gets images, `boxes.json` and `conditions.json` (see evaluation/detectio
   evaluation/detection_photos.json;
 - `nonface-*`: the images of `faces/nonface`, copied, with no face;
 - `composite-<condition>-NN.jpg`: LFW faces pasted on the non-face images, 1.2 to 12 megapixels,
-  faces 16 to 400 px wide (two per size bucket, up to a sixth of the height), plain or under one condition: rolled 20-45
-  degrees (`rotated`), under-exposed 4-8x with sensor noise (`dark`), Gaussian blur of 3-6% of
-  the face width (`blurred`), or chosen among the LFW faces turned furthest from frontal
-  (`profile`).
+  faces 16 to 400 px wide (two per size bucket, at most a sixth of the canvas height), plain or
+  under one condition: rolled 20-45 degrees (`rotated`), under-exposed 4-8x with sensor noise
+  (`dark`), Gaussian blur of 3-6% of the face width (`blurred`), or chosen among the LFW faces
+  turned furthest from frontal (`profile`).
 
 LFW's deep-funneled 250x250 crops put every face at nearly the same place, so one box
 (`LFW_FACE_BOX`) is the true box of every pasted face, and the poses come from dlib's 5-point
@@ -74,6 +74,7 @@ def _cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 def lfw_yaws(lfw: pathlib.Path, names: Sequence[str]) -> np.ndarray:
     """|yaw| in degrees of each LFW image, from dlib's 5 points inside LFW_FACE_BOX."""
     import dlib
+
     from recognition.core.detection import _landmark_predictor
     from recognition.core.ood import head_pose
 

