@@ -128,9 +128,10 @@ def _composite(
     canvas = _cover(background, size)
     taken: list[tuple[float, float, float, float]] = []
     pasted: list[Pasted] = []
+    # Largest first, so that the big faces still find room on a small canvas.
     widths = [
         float(rng.uniform(low, min(high, size[1] / 6) + 1))
-        for low, high in FACE_WIDTHS
+        for low, high in reversed(FACE_WIDTHS)
         for _ in range(FACES_PER_BUCKET)
     ]
     for face, width in zip(faces, widths, strict=True):
@@ -163,9 +164,15 @@ def _flat_name(prefix: str, relative: str) -> str:
 
 
 def build(
-    faces_dir: pathlib.Path, out_dir: pathlib.Path, seed: int = 0, per_condition: int = 8
+    faces_dir: pathlib.Path,
+    out_dir: pathlib.Path,
+    seed: int = 0,
+    per_condition: int = 8,
+    max_lfw: int | None = None,
 ) -> dict[str, list[list[float]]]:
-    """Write the set into out_dir (created; files of an earlier build are replaced)."""
+    """Write the set into out_dir (created; files of an earlier build are replaced).
+
+    `max_lfw` draws the composites' faces from the first N LFW images only (for tests)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     boxes: dict[str, list[list[float]]] = {}
     conditions: dict[str, list[list[str]]] = {}
@@ -184,7 +191,7 @@ def build(
     lfw = faces_dir / "lfw"
     names = sorted(
         f"{p.parent.name}/{p.name}" for p in lfw.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    )[:max_lfw]
     yaws = lfw_yaws(lfw, names)
     profile_pool = [n for n, yaw in zip(names, yaws, strict=True) if yaw >= PROFILE_MIN_YAW]
     frontal_pool = [n for n, yaw in zip(names, yaws, strict=True) if yaw < PROFILE_MIN_YAW]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
+from django.core.management import call_command
 from PIL import Image
 
 from evaluation.detection import (
@@ -22,6 +26,10 @@ from evaluation.detection import (
     size_bucket,
     summarise,
 )
+from evaluation.detection_set import ANNOTATIONS, build
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+FACES = pathlib.Path(os.environ.get("FACEWEB_FACES_DIR", REPO.parent / "shared" / "faces"))
 
 FACE = TrueFace((100.0, 100.0, 200.0, 220.0))
 
@@ -137,3 +145,57 @@ def test_it_refuses_annotations_that_do_not_fit(tmp_path: pathlib.Path) -> None:
     (tmp_path / "conditions.json").write_text(json.dumps({"photo-a.png": [["foggy"]]}))
     with pytest.raises(ValueError, match="unknown conditions"):
         read_annotations(tmp_path)
+
+
+def test_the_generator_builds_an_annotated_set_the_benchmark_reads(tmp_path: pathlib.Path) -> None:
+    boxes = build(FACES, tmp_path, seed=3, per_condition=1, max_lfw=400)
+    images = read_annotations(tmp_path)
+    assert len(images) == len(boxes) == 28 + 14 + 5
+    by_name = {i.name: i for i in images}
+    assert len(by_name["photo-_multi_face-obama_and_biden.jpg"].faces) == 3
+    assert by_name["nonface-moon.png"].faces == ()
+    for condition in ("plain", "rotated", "dark", "blurred", "profile"):
+        image = by_name[f"composite-{condition}-00.jpg"]
+        assert len(image.faces) >= 6
+        expected = () if condition == "plain" else (condition,)
+        assert all(f.conditions == expected for f in image.faces)
+        with Image.open(tmp_path / image.name) as img:
+            width, height = img.size
+        for face in image.faces:
+            x0, y0, x1, y1 = face.box
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        widths = sorted(f.width for f in image.faces)
+        assert widths[0] < 32 and widths[-1] >= 128
+    # Deterministic: the same seed gives the same boxes.
+    assert build(FACES, tmp_path / "again", seed=3, per_condition=1, max_lfw=400) == boxes
+
+
+def test_evaluate_detection_runs_every_detector_on_the_same_photos(tmp_path: pathlib.Path) -> None:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    annotated = json.loads(ANNOTATIONS.read_text())["photos"]
+    boxes = {}
+    for relative in ("_multi_face/obama_and_biden.jpg", "_multi_face/two_people.jpg"):
+        name = "photo-" + relative.replace("/", "-")
+        shutil.copyfile(FACES / "photos" / relative, folder / name)
+        boxes[name] = annotated[relative]
+    shutil.copyfile(FACES / "nonface" / "coffee.png", folder / "nonface-coffee.png")
+    boxes["nonface-coffee.png"] = []
+    (folder / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "detection.json"
+    text = io.StringIO()
+    call_command(
+        "evaluate_detection",
+        str(folder),
+        *("--detector", "centerface", "hog"),
+        *("--json", str(out)),
+        stdout=text,
+    )
+    report = json.loads(out.read_text())
+    assert set(report["detectors"]) == {"centerface", "hog"}
+    cf = report["detectors"]["centerface"]
+    assert cf["recall"] == 1.0 and cf["faces"] == 5 and cf["images"] == 3
+    assert cf["recall_by_size"]["<32"] is None and cf["recall_by_size"][">=128"] == 1.0
+    assert cf["false_positives_per_image"] == 0.0 and cf["ms_per_image"] > 0
+    assert report["detectors"]["hog"]["recall"] == 1.0
+    assert "| centerface | 100.0% (5/5) |" in text.getvalue()
