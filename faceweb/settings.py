@@ -222,6 +222,9 @@ if FACEWEB_DETECTOR not in ("centerface", "hog", "cnn"):
 FACEWEB_DETECT_UPSAMPLE = env_int("FACEWEB_DETECT_UPSAMPLE", 1, minimum=0)
 FACEWEB_DETECT_MAX_SIDE = env_int("FACEWEB_DETECT_MAX_SIDE", 1600, minimum=64)
 FACEWEB_MIN_FACE_PX = env_int("FACEWEB_MIN_FACE_PX", 40, minimum=1)
+# Photos a worker task processes together: the next ones are decoded and detected while the
+# current ones are embedded (one forward pass per batch) and stored (BENCHMARKS.md, "embedding").
+FACEWEB_WORKER_BATCH = env_int("FACEWEB_WORKER_BATCH", 4, minimum=1)
 # Staged prefix search (recognition/index/search.py; measurements in BENCHMARKS.md, "search").
 # Level 1 is served by an HNSW index on subvector(vector, 1, d_1): another d_1 (or HALFVEC) needs
 # its own index, which `manage.py refit_basis --ensure-index` creates.
