@@ -196,3 +196,21 @@ def test_a_bad_or_crashing_photo_fails_alone_and_the_batch_goes_on(
     assert missing.status == Photo.Status.FAILED and "missing" in missing.error
     assert crashing.status == Photo.Status.FAILED and "simulated crash" in crashing.error
     assert good.status == Photo.Status.DONE and good.faces.count() == 1
+
+
+def test_a_face_hog_missed_turned_from_the_camera_is_stored_and_nameable(
+    gallery: Gallery, alice: User, django_capture_on_commit_callbacks: object
+) -> None:
+    # The cameraman looks into his camera, head turned and half hidden: dlib's HOG finds no
+    # face here; CenterFace does. The filter decides whether it is trusted for matching.
+    photo = _upload(
+        gallery, alice, "_unlabeled/skimage_camera.png", django_capture_on_commit_callbacks
+    )
+    [face] = photo.faces.all()
+    assert 190 < face.left + face.width / 2 < 260 and 110 < face.top + face.height / 2 < 200
+    assert face.ood_status in (Face.Quality.ACCEPTED, Face.Quality.REJECTED)
+    assert face.quality and "yaw" in face.quality
+    person = do_create_person(alice, "Cameraman", by=alice)
+    do_tag_face(face, person, by=alice)
+    face.refresh_from_db()
+    assert face.person == person and face.assignment == Face.Assignment.CONFIRMED
