@@ -93,6 +93,7 @@ def session(model: bytes, threads: int) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the app
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
