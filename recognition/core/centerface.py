@@ -7,11 +7,13 @@ The network (a MobileNetV2 + FPN, `centerface_bnmerged.onnx`) takes RGB 0-255 fl
 sides that are multiples of 32 and answers at stride 4: a face-centre heatmap, log box sizes
 (height, width; side = exp(s) * 4), a sub-pixel centre offset (y, x) and 5 landmarks (left eye,
 right eye, nose tip, left and right mouth corner, as seen in the image) as fractions of the box,
-y before x. It finds faces from about 16 to about 450 pixels at its input, so a photo is read in
-two passes: a fine pass at a scale that brings the smallest wanted face (`min_face_px`) to
-`net_min_face_px`, and, when the fine pass cannot see the largest possible face whole, a coarse
-pass over the whole photo with a margin, so that a face filling the frame is found too. Boxes are
-merged by non-maximum suppression and returned in original pixels.
+y before x. It finds faces from about 16 to about 450 pixels at its input, so a photo is read at
+the scale that brings the smallest wanted face (`min_face_px`) to `net_min_face_px` (at most its
+own size, and at most `max_input_pixels`: a 12 MP photo is read at 0.8, 7.7 MP, for 40 px faces).
+When the whole photo at that scale is small enough for a face filling it to be found, that is
+the only pass, with a grey margin so that a face cut by the frame is seen whole; otherwise a
+second, coarse pass reads the whole photo at `coarse_side` with the margin. Boxes of the passes
+are merged by non-maximum suppression and returned in original pixels.
 """
 
 from __future__ import annotations
