@@ -10,6 +10,7 @@ package (evaluation/requirements.txt) to read the graph for the torch module; th
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -121,9 +122,9 @@ def main() -> None:
         }
         for width, height in SIZES:
             x = np.random.default_rng(0).uniform(0, 255, (1, 3, height, width)).astype(np.float32)
-            cells = {}
+            cells: dict[str, float] = {}
             for name, sess in runtimes.items():
-                cells[name] = best_ms(lambda s=sess, x=x: s.run(None, {INPUT_NAME: x}))
+                cells[name] = best_ms(functools.partial(sess.run, None, {INPUT_NAME: x}))
             tx = torch.from_numpy(x)
             with torch.inference_mode():
                 reference = runtimes["onnxruntime, weights as constants (used)"].run(
@@ -137,9 +138,9 @@ def main() -> None:
                         for r, o in zip(reference, ours, strict=True)
                     ),
                 )
-                cells["torch, eager"] = best_ms(lambda tx=tx: module(tx), repeats=3)
+                cells["torch, eager"] = best_ms(functools.partial(module, tx), repeats=3)
                 frozen = torch.jit.freeze(torch.jit.trace(module, tx))
-                cells["torch, traced + frozen"] = best_ms(lambda f=frozen, tx=tx: f(tx), repeats=3)
+                cells["torch, traced + frozen"] = best_ms(functools.partial(frozen, tx), repeats=3)
             for name, ms in cells.items():
                 rows.append((threads, f"{width}x{height}", name, ms))
                 print(f"{threads} thread(s), {width}x{height}, {name}: {ms:.0f} ms", flush=True)

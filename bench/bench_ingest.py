@@ -78,7 +78,7 @@ def worker(sources: Sequence[Source], detector: DetectorConfig, model: Embedder)
     def prepare(source: Source) -> Detected:
         return detect_and_align(decode_image(source, max_pixels=DEFAULT_MAX_PIXELS).rgb, detector)
 
-    faces = []
+    faces: list[list[DetectedFace]] = []
     for chunk in batched(prefetched(sources, prepare, ahead=WORKER_BATCH), WORKER_BATCH):
         embed_detected(chunk, model)
         faces.extend(d.faces for d in chunk)

@@ -54,9 +54,9 @@ def _rgb(path: pathlib.Path) -> Image.Image:
     with Image.open(path) as img:
         img.load()
         if img.mode in ("RGBA", "LA", "P"):
-            img = img.convert("RGBA")
-            background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            return Image.alpha_composite(background, img).convert("RGB")
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, rgba).convert("RGB")
         return img.convert("RGB")
 
 

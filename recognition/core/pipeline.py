@@ -10,7 +10,7 @@ import collections
 import concurrent.futures
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -100,7 +100,7 @@ def analyse_images(
     return results, times
 
 
-def prefetched(items: Iterable[T], work: Callable[[T], R], ahead: int) -> Iterator[R]:
+def prefetched(items: Iterable[T], work: Callable[[T], R], ahead: int) -> Generator[R, None, None]:
     """`work(item)` for each item, in order, computed in one background thread up to `ahead`
     items before they are asked for: the next photos are decoded and detected while the caller
     embeds and stores the previous ones (onnxruntime, torch and Pillow release the GIL).
