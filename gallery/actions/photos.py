@@ -250,9 +250,10 @@ def do_claim_queued_photos(limit: int, token: str = "", besides: int | None = No
     mine = Q(status=Photo.Status.QUEUED)
     if token:
         mine |= Q(status=Photo.Status.PROCESSING, claimed_by=token)
-    candidates = (
-        Photo.objects.filter(mine).exclude(pk=besides).order_by("pk").values_list("pk", flat=True)
-    )
+    queryset = Photo.objects.filter(mine)
+    if besides is not None:
+        queryset = queryset.exclude(pk=besides)
+    candidates = queryset.order_by("pk").values_list("pk", flat=True)
     claimed = []
     for photo_id in candidates[: 2 * limit]:
         photo = do_claim_photo(photo_id, token)
