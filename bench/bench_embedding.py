@@ -138,7 +138,7 @@ def end_to_end(paths: list[pathlib.Path], embedder: Embedder) -> EndToEnd:
         t0 = time.perf_counter()
         rgb = decode_image(path, max_pixels=DEFAULT_MAX_PIXELS).rgb
         t1 = time.perf_counter()
-        found = detect_faces(rgb, DetectorConfig())
+        found = detect_faces(rgb, DetectorConfig(model="hog"))
         t2 = time.perf_counter()
         chips = align_faces(rgb, found)
         t3 = time.perf_counter()

@@ -213,13 +213,20 @@ FACEWEB_DATABASE_WAIT_SECONDS = env_int("FACEWEB_DATABASE_WAIT_SECONDS", 240, mi
 # Recognition
 FACEWEB_EMBEDDER = env_str("FACEWEB_EMBEDDER", DLIB_RESNET_VERSION)
 FACEWEB_DEVICE = env_str("FACEWEB_DEVICE", "")  # "" = GPU when present, else CPU
-# torch threads per worker process; 0 = every core. With several worker processes on few cores,
-# use cores / processes: oversubscribed torch threads made embedding 5-10x slower (BENCHMARKS.md).
+# torch and onnxruntime (detector) threads per worker process; 0 = every core. With several
+# worker processes on few cores, use cores / processes: oversubscribed torch threads made
+# embedding 5-10x slower (BENCHMARKS.md).
 FACEWEB_TORCH_THREADS = env_int("FACEWEB_TORCH_THREADS", 0, minimum=0)
-FACEWEB_DETECTOR = env_str("FACEWEB_DETECTOR", "hog")
+# centerface (default), hog, or cnn (dlib's MMOD: a GPU only); recognition/core/detection.py
+FACEWEB_DETECTOR = env_str("FACEWEB_DETECTOR", "centerface")
+if FACEWEB_DETECTOR not in ("centerface", "hog", "cnn"):
+    raise ValueError(f"FACEWEB_DETECTOR must be centerface, hog or cnn, not {FACEWEB_DETECTOR!r}")
 FACEWEB_DETECT_UPSAMPLE = env_int("FACEWEB_DETECT_UPSAMPLE", 1, minimum=0)
 FACEWEB_DETECT_MAX_SIDE = env_int("FACEWEB_DETECT_MAX_SIDE", 1600, minimum=64)
 FACEWEB_MIN_FACE_PX = env_int("FACEWEB_MIN_FACE_PX", 40, minimum=1)
+# Photos a worker task processes together: the next ones are decoded and detected while the
+# current ones are embedded (one forward pass per batch) and stored (BENCHMARKS.md, "embedding").
+FACEWEB_WORKER_BATCH = env_int("FACEWEB_WORKER_BATCH", 4, minimum=1)
 # Staged prefix search (recognition/index/search.py; measurements in BENCHMARKS.md, "search").
 # Level 1 is served by an HNSW index on subvector(vector, 1, d_1): another d_1 (or HALFVEC) needs
 # its own index, which `manage.py refit_basis --ensure-index` creates.

@@ -22,11 +22,15 @@ def embedder() -> Embedder:
 
 
 def detector_config() -> DetectorConfig:
+    """The detector of this process; its onnxruntime session (CenterFace) loads once per
+    process with the threads and device of the settings."""
     return DetectorConfig(
         model=settings.FACEWEB_DETECTOR,
         upsample=settings.FACEWEB_DETECT_UPSAMPLE,
         max_side=settings.FACEWEB_DETECT_MAX_SIDE,
         min_face_px=settings.FACEWEB_MIN_FACE_PX,
+        threads=settings.FACEWEB_TORCH_THREADS,
+        device=settings.FACEWEB_DEVICE,
     )
 
 

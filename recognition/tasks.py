@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 
+from faceweb.queue import PROCESS_PHOTO, enqueue
 from gallery.actions.photos import (
     do_claim_photo,
+    do_claim_queued_photos,
     do_fail_photo,
     do_heal_photos,
     do_release_photo,
 )
+from gallery.models import Photo
 from recognition.actions.identity import do_rematch_near_faces
-from recognition.actions.processing import do_process_photo
+from recognition.actions.processing import do_process_photos
 from recognition.index.bases import do_finish_refit, do_refit_batch, do_start_refit
 from recognition.models import ProjectionBasis
 
@@ -59,21 +63,49 @@ def wait_for_database(budget_seconds: float) -> bool:
 
 
 def _process(token: str, photo_id: int) -> str:
+    """Claim the photo and up to FACEWEB_WORKER_BATCH - 1 more queued ones (their own messages
+    then find nothing to claim) and process them as one batch, this message's photo first.
+
+    Bad input and internal errors end one photo as FAILED and the batch goes on; the time limit
+    fails the photo being processed and puts the rest back in the queue. A database error is
+    raised with the unfinished photos still claimed by this task: the retry (same token) takes
+    them back.
+    """
     photo = do_claim_photo(photo_id, token)
     if photo is None:
         return "skipped"
+    more = do_claim_queued_photos(settings.FACEWEB_WORKER_BATCH - 1, token, besides=photo_id)
+    batch = [photo, *more]
+    unfinished = {p.pk: p for p in batch}
+    outcome = "done"
     try:
-        do_process_photo(photo)
+        for done, error in do_process_photos(batch):
+            del unfinished[done.pk]
+            if isinstance(error, SoftTimeLimitExceeded):
+                do_fail_photo(done, "processing took too long and was stopped")
+                _requeue(unfinished.values())
+                return "failed"
+            if error is not None:
+                logger.error("processing photo %s failed", done.pk, exc_info=error)
+                do_fail_photo(
+                    done, f"internal error while processing: {type(error).__name__}: {error}"
+                )
+                outcome = "failed" if done.pk == photo_id else outcome
     except SoftTimeLimitExceeded:
-        do_fail_photo(photo, "processing took too long and was stopped")
+        current = next(iter(unfinished.values()))
+        do_fail_photo(current, "processing took too long and was stopped")
+        del unfinished[current.pk]
+        _requeue(unfinished.values())
         return "failed"
-    except OperationalError:
-        raise
-    except Exception as exc:
-        logger.exception("processing photo %s failed", photo_id)
-        do_fail_photo(photo, f"internal error while processing: {type(exc).__name__}: {exc}")
-        return "failed"
-    return "done"
+    return outcome
+
+
+def _requeue(photos: Iterable[Photo]) -> None:
+    """Put claimed, unfinished photos back in the queue and send them again: their own messages
+    may have been consumed while this task held them (a duplicate message is harmless)."""
+    for photo in photos:
+        do_release_photo(photo.pk)
+        enqueue(PROCESS_PHOTO, photo.pk)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)

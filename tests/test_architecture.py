@@ -121,11 +121,12 @@ def test_every_object_in_a_url_goes_through_an_access_helper(path: Path) -> None
 ACTION_MODULES = sorted(
     [*(REPO / "gallery" / "actions").glob("*.py"), *(REPO / "recognition" / "actions").glob("*.py")]
 )
-# do_process_photo and do_add_face run the models first and write in one `transaction.atomic()`
-# block: a decorator would hold the photo's rows locked while the networks run. do_move_photos
-# writes in one durable transaction (_move_photos) and removes the files it linked when that
-# transaction rolls back, which it could not see from inside a decorator's.
-NOT_DECORATED = {"do_process_photo", "do_add_face", "do_move_photos"}
+# do_process_photo(s) and do_add_face run the models first and write each photo in one
+# `transaction.atomic()` block: a decorator would hold the photos' rows locked while the networks
+# run (and a batch would be all or nothing). do_move_photos writes in one durable transaction
+# (_move_photos) and removes the files it linked when that transaction rolls back, which it could
+# not see from inside a decorator's.
+NOT_DECORATED = {"do_process_photo", "do_process_photos", "do_add_face", "do_move_photos"}
 
 
 @pytest.mark.parametrize("path", ACTION_MODULES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")

@@ -255,8 +255,9 @@ def test_it_embeds_a_labeled_folder_and_records_misses(tmp_path: pathlib.Path) -
         (root / person / pathlib.Path(source).name).symlink_to(FACES / source)
     (root / "Cat" / "broken.jpg").write_bytes(b"not an image")
     cache = tmp_path / "cache"
+    hog = DetectorConfig(model="hog")
 
-    data = embed_labeled_folder(root, cache, progress=False)
+    data = embed_labeled_folder(root, cache, detector=hog, progress=False)
     assert data.names == [
         "Al_Gore/Al_Gore_0001.jpg",
         "Al_Gore/Al_Gore_0002.jpg",
@@ -281,13 +282,15 @@ def test_it_embeds_a_labeled_folder_and_records_misses(tmp_path: pathlib.Path) -
     assert data.times.images == 6 and data.times.detect > 0
 
     [cached] = list(cache.glob("people-dlib-resnet-v1-*.npz"))
-    again = embed_labeled_folder(root, cache, progress=False)
+    again = embed_labeled_folder(root, cache, detector=hog, progress=False)
     assert np.array_equal(again.embeddings, data.embeddings)
     assert again.misses == data.misses
     assert again.names == data.names
 
     # The misses are retried with another detector; the first pass comes from the cache.
-    retried = embed_labeled_folder(root, cache, fallback=DetectorConfig(upsample=2), progress=False)
+    retried = embed_labeled_folder(
+        root, cache, detector=hog, fallback=DetectorConfig(model="hog", upsample=2), progress=False
+    )
     assert retried.found.tolist() == [True, True, True, True, False, False]
     assert set(retried.misses) == {"Cat/broken.jpg", "Cat/chelsea.png"}
     assert np.array_equal(retried.embeddings[:3], data.embeddings[:3])
@@ -296,7 +299,11 @@ def test_it_embeds_a_labeled_folder_and_records_misses(tmp_path: pathlib.Path) -
 
     # Any change to the folder makes a new cache entry instead of reusing a stale one.
     (root / "Ashanti" / "Ashanti_0001.jpg").unlink()
-    smaller = embed_labeled_folder(root, cache, progress=False)
+    smaller = embed_labeled_folder(root, cache, detector=hog, progress=False)
     assert len(smaller.names) == 5
     assert len(list(cache.glob("*.npz"))) == 3
     assert cached.exists()
+
+    # The default detector, CenterFace, finds the face HOG missed, and still no cat.
+    default = embed_labeled_folder(root, None, progress=False)
+    assert default.found.tolist() == [True, True, True, False, False]

@@ -89,7 +89,7 @@ def test_it_never_leaves_a_photo_processing_after_an_internal_error(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash in the detector")
 
-    monkeypatch.setattr("recognition.actions.processing.analyse_image", explode)
+    monkeypatch.setattr("recognition.actions.processing.detect_and_align", explode)
     photo = _upload(gallery, alice, "biden/biden.jpg", django_capture_on_commit_callbacks)
     assert photo.status == Photo.Status.FAILED
     assert "simulated crash" in photo.error
@@ -130,3 +130,87 @@ def test_it_leaves_recent_processing_photos_alone(
     call_command("reprocess")
     photo.refresh_from_db()
     assert photo.status == Photo.Status.PROCESSING
+
+
+def _queue(gallery: Gallery, user: User, relatives: list[str], capture: object) -> list[Photo]:
+    """Upload photos without running their tasks: they stay QUEUED."""
+    with capture(execute=False):  # type: ignore[operator]
+        result = do_upload_photos(gallery, [upload_file(r) for r in relatives], by=user)
+    assert not result.rejected, result.rejected
+    return result.accepted
+
+
+def test_one_task_processes_a_batch_of_queued_photos(
+    gallery: Gallery, alice: User, django_capture_on_commit_callbacks: object, settings: object
+) -> None:
+    settings.FACEWEB_WORKER_BATCH = 3  # type: ignore[attr-defined]
+    first, second, third, fourth = _queue(
+        gallery,
+        alice,
+        [
+            "_multi_face/two_people.jpg",
+            "_multi_face/kit_with_rose.jpg",
+            "obama/obama-480p.jpg",
+            "biden/biden.jpg",
+        ],
+        django_capture_on_commit_callbacks,
+    )
+    assert process_photo.delay(first.pk).get() == "done"
+    statuses = dict(Photo.objects.values_list("pk", "status"))
+    assert [statuses[p.pk] for p in (first, second, third)] == [Photo.Status.DONE] * 3
+    assert statuses[fourth.pk] == Photo.Status.QUEUED  # the batch holds three
+    # Faces of every photo of the batch, each stored with its own photo.
+    assert [Face.objects.filter(photo=p).count() for p in (first, second, third)] == [2, 2, 1]
+    # The batch-mates' own messages find nothing left to do.
+    assert process_photo.delay(second.pk).get() == "skipped"
+    assert process_photo.delay(fourth.pk).get() == "done"
+
+
+def test_a_bad_or_crashing_photo_fails_alone_and_the_batch_goes_on(
+    gallery: Gallery,
+    alice: User,
+    django_capture_on_commit_callbacks: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    missing, crashing, good = _queue(
+        gallery,
+        alice,
+        ["obama/obama-240p.jpg", "obama/obama-720p.jpg", "biden/biden.jpg"],
+        django_capture_on_commit_callbacks,
+    )
+    Path(missing.original.path).unlink()
+    from recognition.actions import processing
+
+    real = processing.detect_and_align
+
+    def crash_on_720p(rgb: object, config: object) -> object:
+        if getattr(rgb, "shape", (0,))[0] == 720:
+            raise RuntimeError("simulated crash in the detector")
+        return real(rgb, config)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("recognition.actions.processing.detect_and_align", crash_on_720p)
+    assert process_photo.delay(missing.pk).get() == "done"
+    missing.refresh_from_db()
+    crashing.refresh_from_db()
+    good.refresh_from_db()
+    assert missing.status == Photo.Status.FAILED and "missing" in missing.error
+    assert crashing.status == Photo.Status.FAILED and "simulated crash" in crashing.error
+    assert good.status == Photo.Status.DONE and good.faces.count() == 1
+
+
+def test_a_face_hog_missed_turned_from_the_camera_is_stored_and_nameable(
+    gallery: Gallery, alice: User, django_capture_on_commit_callbacks: object
+) -> None:
+    # The cameraman looks into his camera, head turned and half hidden: dlib's HOG finds no
+    # face here; CenterFace does. The filter decides whether it is trusted for matching.
+    photo = _upload(
+        gallery, alice, "_unlabeled/skimage_camera.png", django_capture_on_commit_callbacks
+    )
+    [face] = photo.faces.all()
+    assert 190 < face.left + face.width / 2 < 260 and 110 < face.top + face.height / 2 < 200
+    assert face.ood_status in (Face.Quality.ACCEPTED, Face.Quality.REJECTED)
+    assert face.quality and "yaw" in face.quality
+    person = do_create_person(alice, "Cameraman", by=alice)
+    do_tag_face(face, person, by=alice)
+    face.refresh_from_db()
+    assert face.person == person and face.assignment == Face.Assignment.CONFIRMED

@@ -236,6 +236,31 @@ def do_claim_photo(photo_id: int, token: str = "") -> Photo | None:
 
 
 @transaction.atomic
+def do_claim_queued_photos(limit: int, token: str = "", besides: int | None = None) -> list[Photo]:
+    """Claim up to `limit` more photos for a worker's batch (`besides` the one it holds), oldest
+    first: queued ones, and those this task (`token`) claimed before it lost the database.
+    Their own messages later find nothing to claim; a photo another task claims first is
+    skipped."""
+    if limit <= 0:
+        return []
+    mine = Q(status=Photo.Status.QUEUED)
+    if token:
+        mine |= Q(status=Photo.Status.PROCESSING, claimed_by=token)
+    queryset = Photo.objects.filter(mine)
+    if besides is not None:
+        queryset = queryset.exclude(pk=besides)
+    candidates = queryset.order_by("pk").values_list("pk", flat=True)
+    claimed = []
+    for photo_id in candidates[: 2 * limit]:
+        photo = do_claim_photo(photo_id, token)
+        if photo is not None:
+            claimed.append(photo)
+            if len(claimed) == limit:
+                break
+    return claimed
+
+
+@transaction.atomic
 def do_release_photo(photo_id: int) -> None:
     """A transient failure (the database went away): back to the queue for the task's retry.
     Not the photo's fault, so the attempt is not counted."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from gallery.actions.common import ActionError
 from gallery.actions.photos import delete_stored_files, do_fail_photo, do_finish_photo
@@ -30,9 +30,24 @@ from recognition.actions.identity import (
     not_person_rows,
 )
 from recognition.core import ood
+from recognition.core.detection import DetectorConfig
 from recognition.core.geometry import iou
-from recognition.core.images import BadImage, crop_with_margin, decode_image, jpeg_bytes
-from recognition.core.pipeline import AnalysedFace, analyse_box, analyse_image
+from recognition.core.images import (
+    BadImage,
+    DecodedImage,
+    crop_with_margin,
+    decode_image,
+    jpeg_bytes,
+)
+from recognition.core.pipeline import (
+    AnalysedFace,
+    Detected,
+    analyse_box,
+    batched,
+    detect_and_align,
+    embed_detected,
+    prefetched,
+)
 from recognition.index.enrolment import sync_face_templates
 from recognition.runtime import detector_config, embedder
 from recognition.runtime import rules as ood_rules
@@ -63,31 +78,98 @@ def _face_row(
     )
 
 
-def do_process_photo(photo: Photo) -> list[Face]:
-    """Decode, make thumbnails, detect, align, embed and assess a photo's faces, then store them
-    and match them in one transaction.
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """A claimed photo decoded, detected and aligned, with its thumbnails (no database yet)."""
 
-    Caller has claimed the photo (status PROCESSING). The models run before the transaction
-    opens, so no row lock waits on them. Bad input ends in status FAILED with a readable error;
-    the stored original is never touched.
-    """
+    decoded: DecodedImage | None = None
+    detected: Detected | None = None
+    thumb: bytes = b""
+    preview: bytes = b""
+    bad_image: str = ""  # the decoder's reason: bad input, final
+    crash: Exception | None = None  # anything else, handed back with its photo
+
+
+def _prepare(path: Path, detector: DetectorConfig) -> _Prepared:
+    """Runs in the prefetch thread: files and pure steps only, never the database."""
     try:
-        decoded = decode_image(
-            Path(photo.original.path), max_pixels=settings.FACEWEB_MAX_IMAGE_PIXELS
-        )
+        decoded = decode_image(path, max_pixels=settings.FACEWEB_MAX_IMAGE_PIXELS)
     except BadImage as exc:
-        do_fail_photo(photo, str(exc))
-        return []
+        return _Prepared(bad_image=str(exc))
+    try:
+        return _Prepared(
+            decoded=decoded,
+            detected=detect_and_align(decoded.rgb, detector),
+            thumb=jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_THUMBNAIL_SIDE),
+            preview=jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_PREVIEW_SIDE),
+        )
+    except Exception as exc:  # handed to the caller with its photo, like any other failure
+        return _Prepared(crash=exc)
 
-    model = embedder()
-    analysed, _times = analyse_image(decoded.rgb, detector_config(), model)
-    verdicts = _assess(analysed, model.version)
 
-    thumb = jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_THUMBNAIL_SIDE)
-    preview = jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_PREVIEW_SIDE)
+def do_process_photos(photos: Sequence[Photo]) -> Iterator[tuple[Photo, Exception | None]]:
+    """Process claimed photos (status PROCESSING) in batches of FACEWEB_WORKER_BATCH: the next
+    photos are decoded, detected and aligned in a background thread while the current batch is
+    embedded (one forward pass); then each photo's faces are assessed, stored and matched in
+    one transaction (`_store`). The models run before any transaction opens, so no row lock
+    waits on them.
+
+    Yields each photo once it is done, with None, or with the exception that stopped it (its
+    faces are not stored; the caller decides what the photo's status becomes). Bad input ends
+    in status FAILED with a readable error and yields None; the stored original is never
+    touched. A database error is raised: the photos not yet yielded are still PROCESSING.
+    """
+    detector, model = detector_config(), embedder()
+    paths = [Path(photo.original.path) for photo in photos]
+    batch_size = settings.FACEWEB_WORKER_BATCH
+    stream = prefetched(paths, lambda path: _prepare(path, detector), ahead=batch_size)
+    for chunk in batched(zip(photos, stream, strict=True), batch_size):
+        detected = [(photo, p.detected) for photo, p in chunk if p.detected is not None]
+        by_photo: dict[int, list[AnalysedFace]] = {}
+        embed_error: Exception | None = None
+        try:
+            analysed, _ = embed_detected([d for _, d in detected], model)
+            pairs = zip(detected, analysed, strict=True)
+            by_photo = {photo.pk: faces for (photo, _), faces in pairs}
+        except Exception as exc:
+            embed_error = exc
+        for photo, prepared in chunk:
+            if prepared.bad_image:
+                do_fail_photo(photo, prepared.bad_image)
+                yield photo, None
+                continue
+            crash = prepared.crash or embed_error
+            if crash is not None:
+                yield photo, crash
+                continue
+            try:
+                _store(photo, prepared, by_photo[photo.pk], model.version)
+            except OperationalError:
+                raise
+            except Exception as exc:
+                yield photo, exc
+                continue
+            yield photo, None
+
+
+def do_process_photo(photo: Photo) -> list[Face]:
+    """Process one claimed photo (see do_process_photos); any failure but bad input is raised."""
+    for _, error in do_process_photos([photo]):
+        if error is not None:
+            raise error
+    return list(Face.objects.filter(photo=photo))
+
+
+def _store(photo: Photo, prepared: _Prepared, analysed: list[AnalysedFace], version: str) -> None:
+    """Assess a photo's faces, then store them with its thumbnails, finish it and match the
+    faces, in one transaction."""
+    decoded = prepared.decoded
+    if decoded is None:
+        raise ValueError("a photo without a decoded image cannot be stored")
+    verdicts = _assess(analysed, version)
     old_files = [photo.thumbnail.name, photo.preview.name]
-    photo.thumbnail.save("thumb.jpg", ContentFile(thumb), save=False)
-    photo.preview.save("preview.jpg", ContentFile(preview), save=False)
+    photo.thumbnail.save("thumb.jpg", ContentFile(prepared.thumb), save=False)
+    photo.preview.save("preview.jpg", ContentFile(prepared.preview), save=False)
 
     with transaction.atomic():
         # The photo's row lock orders this against do_delete_photo: a photo deleted while it
@@ -95,13 +177,13 @@ def do_process_photo(photo: Photo) -> list[Face]:
         if not Photo.objects.select_for_update().filter(pk=photo.pk).exists():
             delete_stored_files([photo.thumbnail.name or "", photo.preview.name or ""])
             logger.info("photo %s was deleted while it was processed", photo.pk)
-            return []
+            return
         old_faces = list(Face.objects.select_for_update().filter(photo=photo))
         # Faces drawn by hand stay; a detection on top of one is the same face, found again.
         drawn = [f for f in old_faces if f.manual]
         old_faces = [f for f in old_faces if not f.manual]
         new_faces = [
-            _face_row(photo, a, v, model.version)
+            _face_row(photo, a, v, version)
             for a, v in zip(analysed, verdicts, strict=True)
             if not _covers(a, drawn)
         ]
@@ -123,7 +205,6 @@ def do_process_photo(photo: Photo) -> list[Face]:
         if new_faces:
             do_match_faces(new_faces)
         transaction.on_commit(lambda: delete_stored_files(old_files + old_crops))
-    return new_faces
 
 
 def _assess(analysed: Sequence[AnalysedFace], embedder_version: str) -> list[ood.OodVerdict]:

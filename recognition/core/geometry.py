@@ -39,3 +39,22 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the (N, 4) boxes kept by greedy non-maximum suppression, best score first: a box
+    overlapping a better one by `iou_threshold` or more is dropped."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    x0, y0, x1, y1 = (np.asarray(boxes, dtype=np.float64)[:, k] for k in range(4))
+    areas = np.maximum(x1 - x0, 0.0) * np.maximum(y1 - y0, 0.0)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]))
+        h = np.maximum(0.0, np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]))
+        inter = w * h
+        overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
+        order = rest[overlap < iou_threshold]
+    return np.asarray(keep, dtype=np.int64)

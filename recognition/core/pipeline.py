@@ -6,9 +6,13 @@ No ORM, no Celery, no settings: configuration is passed in.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +24,9 @@ from recognition.core.detection import (
     face_in_box,
 )
 from recognition.core.embedding import Embedder
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -39,36 +46,93 @@ class StageTimes:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Detected:
+    """One image after detection and alignment, before embedding."""
+
+    faces: list[DetectedFace]
+    chips: np.ndarray  # (len(faces), 150, 150, 3) uint8
+    detect_ms: float
+    align_ms: float
+
+
+def detect_and_align(rgb: np.ndarray, detector: DetectorConfig) -> Detected:
+    t0 = time.perf_counter()
+    found = detect_faces(rgb, detector)
+    t1 = time.perf_counter()
+    chips = align_faces(rgb, found)
+    return Detected(found, chips, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)
+
+
+def embed_detected(
+    images: Sequence[Detected], embedder: Embedder
+) -> tuple[list[list[AnalysedFace]], float]:
+    """The faces of several images with their embeddings, all chips in one forward pass; and
+    the milliseconds that pass took."""
+    chips = [d.chips for d in images]
+    all_chips = np.concatenate(chips) if chips else np.zeros((0, 150, 150, 3), dtype=np.uint8)
+    t0 = time.perf_counter()
+    vectors = embedder.embed(all_chips)
+    embed_ms = (time.perf_counter() - t0) * 1000
+    results: list[list[AnalysedFace]] = []
+    offset = 0
+    for d in images:
+        faces = [
+            AnalysedFace(detection=det, chip=d.chips[i], embedding=vectors[offset + i])
+            for i, det in enumerate(d.faces)
+        ]
+        offset += len(d.faces)
+        results.append(faces)
+    return results, embed_ms
+
+
 def analyse_images(
     images: Sequence[np.ndarray], detector: DetectorConfig, embedder: Embedder
 ) -> tuple[list[list[AnalysedFace]], StageTimes]:
     """Detect, align and embed the faces of several RGB images; all chips in one forward pass."""
-    times = StageTimes()
-    detections: list[list[DetectedFace]] = []
-    chips: list[np.ndarray] = []
-    for rgb in images:
-        t0 = time.perf_counter()
-        found = detect_faces(rgb, detector)
-        t1 = time.perf_counter()
-        chips.append(align_faces(rgb, found))
-        t2 = time.perf_counter()
-        times.detect += (t1 - t0) * 1000
-        times.align += (t2 - t1) * 1000
-        detections.append(found)
-    all_chips = np.concatenate(chips) if chips else np.zeros((0, 150, 150, 3), dtype=np.uint8)
-    t3 = time.perf_counter()
-    vectors = embedder.embed(all_chips)
-    times.embed += (time.perf_counter() - t3) * 1000
-    results: list[list[AnalysedFace]] = []
-    offset = 0
-    for found, image_chips in zip(detections, chips, strict=True):
-        faces = [
-            AnalysedFace(detection=det, chip=image_chips[i], embedding=vectors[offset + i])
-            for i, det in enumerate(found)
-        ]
-        offset += len(found)
-        results.append(faces)
+    detected = [detect_and_align(rgb, detector) for rgb in images]
+    results, embed_ms = embed_detected(detected, embedder)
+    times = StageTimes(
+        detect=sum(d.detect_ms for d in detected),
+        align=sum(d.align_ms for d in detected),
+        embed=embed_ms,
+    )
     return results, times
+
+
+def prefetched(items: Iterable[T], work: Callable[[T], R], ahead: int) -> Generator[R, None, None]:
+    """`work(item)` for each item, in order, computed in one background thread up to `ahead`
+    items before they are asked for: the next photos are decoded and detected while the caller
+    embeds and stores the previous ones (onnxruntime, torch and Pillow release the GIL).
+
+    `work` must not touch the database (Django connections belong to their thread). An
+    exception raised by `work` is raised to the caller when it reaches that item. Closing the
+    iterator early cancels the items not started.
+    """
+    if ahead < 1:
+        yield from map(work, items)
+        return
+    pending: collections.deque[concurrent.futures.Future[R]] = collections.deque()
+    source = iter(items)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
+        try:
+            for item in itertools.islice(source, ahead):
+                pending.append(pool.submit(work, item))
+            while pending:
+                result = pending.popleft().result()
+                for item in itertools.islice(source, 1):
+                    pending.append(pool.submit(work, item))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to `size` consecutive items."""
+    source = iter(items)
+    while chunk := list(itertools.islice(source, size)):
+        yield chunk
 
 
 def analyse_image(

@@ -130,12 +130,13 @@ def analyse_probe(data: bytes) -> ProbeAnalysis:
     # on each other (0.1-1.5 s instead of 15-40 ms per chip measured on the 2-core dev box).
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
-    # A probe is a photo of the person being looked for, so the face is rarely small: a first
-    # pass without upsampling finds it in a quarter of the time (HOG's window is 80 px there),
-    # and only a photo where it finds nothing pays for the gallery's upsampled pass.
+    # A probe is a photo of the person being looked for, so the face is rarely small: with HOG,
+    # a first pass without upsampling finds it in a quarter of the time (HOG's window is 80 px
+    # there), and only a photo where it finds nothing pays for the gallery's upsampled pass.
     config = detector_config()
-    analysed, stage = analyse_image(decoded.rgb, replace(config, upsample=0), embedder)
-    if not analysed and config.upsample > 0:
+    first = replace(config, upsample=0) if config.model == "hog" else config
+    analysed, stage = analyse_image(decoded.rgb, first, embedder)
+    if not analysed and first != config:
         analysed, again = analyse_image(decoded.rgb, config, embedder)
         stage.detect += again.detect
         stage.align += again.align

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recognition.core.geometry import euclidean_distances, iou, squared_distances
+from recognition.core.geometry import euclidean_distances, iou, nms, squared_distances
 
 
 def test_it_computes_euclidean_distances() -> None:
@@ -41,3 +41,11 @@ def test_it_computes_box_overlap(
 ) -> None:
     assert iou(a, b) == pytest.approx(expected)
     assert iou(b, a) == pytest.approx(expected)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 4]])
+    scores = np.array([0.6, 0.9, 0.7, 0.5])
+    # [0, 0, 10, 4] overlaps the best box by 0.24: under the threshold, so it stays.
+    assert nms(boxes, scores, 0.3).tolist() == [1, 2, 3]
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.3).tolist() == []

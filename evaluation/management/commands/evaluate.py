@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from evaluation.folder import embed_labeled_folder
 from evaluation.metrics import read_pairs
 from evaluation.report import Variant, evaluate, write_report
-from recognition.core.detection import DetectorConfig
+from recognition.core.detection import DETECTORS
 from recognition.core.embedding import get_embedder
+from recognition.runtime import detector_config
+
+DETECTOR_NAMES = {"centerface": "CenterFace", "hog": "HOG", "cnn": "MMOD"}
 
 
 class Command(BaseCommand):
@@ -33,12 +37,19 @@ class Command(BaseCommand):
             help="open-set identity hold-out (1 reproduces ../shared/faces/README.md's split)",
         )
         parser.add_argument("--limit", type=int, help="only the first N images (sorted)")
+        parser.add_argument(
+            "--detector",
+            nargs="+",
+            choices=DETECTORS,
+            help="detectors to compare, one pipeline each (default: FACEWEB_DETECTOR)",
+        )
         parser.add_argument("--upsample", type=int, default=1, help="HOG upsampling")
         parser.add_argument(
             "--retry",
             choices=["cnn", "none"],
             default="cnn",
-            help="detector for images where HOG finds no face (cnn: dlib MMOD, ~2 s/image on CPU)",
+            help="detector for images where HOG finds no face (cnn: dlib MMOD, ~2 s/image on "
+            "CPU); HOG only",
         )
         parser.add_argument("--no-cache", action="store_true", help="do not read/write var/cache")
         parser.add_argument(
@@ -61,23 +72,25 @@ class Command(BaseCommand):
             self.stdout.write(run(root, cache))
             return
         out = options["out"] or settings.VAR_DIR / "eval" / root.name
-        hog = DetectorConfig(model="hog", upsample=options["upsample"])
         embed = functools.partial(
             embed_labeled_folder,
             root,
             None if options["no_cache"] else settings.VAR_DIR / "cache",
             embedder=get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None),
-            detector=hog,
             limit=options["limit"],
         )
-        data = embed()
-        variants = [Variant("HOG", data), Variant("HOG + flip TTA", data, flip_tta=True)]
-        if options["retry"] == "cnn":
-            retried = embed(fallback=DetectorConfig(model="cnn", upsample=1))
-            variants += [
-                Variant("HOG, MMOD retry", retried),
-                Variant("HOG, MMOD retry + flip TTA", retried, flip_tta=True),
-            ]
+        variants: list[Variant] = []
+        for model in options["detector"] or [settings.FACEWEB_DETECTOR]:
+            detector = replace(detector_config(), model=model, upsample=options["upsample"])
+            name = DETECTOR_NAMES[model]
+            data = embed(detector=detector)
+            variants += [Variant(name, data), Variant(f"{name} + flip TTA", data, flip_tta=True)]
+            if model == "hog" and options["retry"] == "cnn":
+                retried = embed(detector=detector, fallback=replace(detector, model="cnn"))
+                variants += [
+                    Variant("HOG, MMOD retry", retried),
+                    Variant("HOG, MMOD retry + flip TTA", retried, flip_tta=True),
+                ]
         pairs = read_pairs(pairs_file) if pairs_file is not None else None
         report = evaluate(
             variants,

@@ -116,7 +116,7 @@ class Command(BaseCommand):
         out = out.with_suffix("") if out.suffix in {".pt", ".json"} else out
         version = out.name
         detector = DetectorConfig(
-            model="hog",
+            model=settings.FACEWEB_DETECTOR,
             upsample=settings.FACEWEB_DETECT_UPSAMPLE,
             max_side=settings.FACEWEB_DETECT_MAX_SIDE,
             min_face_px=settings.FACEWEB_MIN_FACE_PX,
