@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -15,6 +16,44 @@ def test_it_runs_on_postgresql_with_pgvector_0_8() -> None:
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         (version,) = cursor.fetchone()
     assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 8)
+
+
+@pytest.mark.django_db
+def test_pgvector_computes_128_d_distances_and_fills_the_prefix_index_on_this_cpu() -> None:
+    # The embedded pgvector as shipped was compiled for AVX-512 and died (SIGILL) here on the
+    # first distance of 16+ dimensions; faceweb/embedded_pgvector.py rebuilds it portably.
+    a = [((i % 7) - 3) / 10 for i in range(128)]
+    b = [x + (0.5 if i == 5 else 0.0) for i, x in enumerate(a)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::vector(128) <-> %s::vector(128)", [str(a), str(b)])
+        assert cursor.fetchone()[0] == pytest.approx(0.5)
+        cursor.execute("CREATE TEMP TABLE pgvector_probe (v vector(128))")
+        cursor.execute(
+            "CREATE INDEX ON pgvector_probe USING hnsw "
+            "((subvector(v, 1, 48)::vector(48)) vector_l2_ops)"
+        )
+        cursor.execute(
+            "INSERT INTO pgvector_probe SELECT %s::vector(128) FROM generate_series(1, 40)",
+            [str(b)],
+        )
+        cursor.execute("SELECT count(*) FROM pgvector_probe ORDER BY 1 LIMIT 1")
+        assert cursor.fetchone()[0] == 40
+
+
+def test_it_finds_the_debian_archive_in_both_apt_formats(tmp_path: Path) -> None:
+    from faceweb.embedded_pgvector import debian_mirrors
+
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n"
+        "deb http://security.example/debian-security bookworm-security main\n"
+    )
+    (tmp_path / "debian.sources").write_text(
+        "Types: deb\nURIs: http://other.example/debian/\nSuites: bookworm\n"
+    )
+    assert debian_mirrors((tmp_path / "sources.list", tmp_path)) == [
+        "http://mirror.example/debian",
+        "http://other.example/debian",
+    ]
 
 
 @pytest.mark.django_db
