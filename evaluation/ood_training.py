@@ -43,6 +43,7 @@ CLEAN = "clean"
 BENIGN = tuple(sorted(deg.BENIGN))
 DEGRADED = tuple(sorted(deg.DEGRADATIONS))
 SPLITS = ("train", "cal", "test")
+SINGLE = "single"  # a single-image identity: a clean gallery distractor, never a probe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,10 +116,15 @@ class PassConfig:
     # each (0: all); single-image identities are left out.
     max_per_identity: int = 2
     held_out: float = 0.3
+    benign_test: int = -1  # -1: every benign shift
+    singles: bool = False  # single-image identities too (clean rows only: gallery distractors)
+    limit: int = 0  # only the first N images of the folder (sorted), 0: all
 
 
 def kinds_for(rel: str, split: str, config: PassConfig) -> list[str]:
     """The variants of one image besides the clean one: deterministic in (seed, path)."""
+    if split == SINGLE:
+        return []
     rng = np.random.default_rng([config.seed, zlib.crc32(rel.encode())])
     per = config.per_image
     count = int(per) + (1 if rng.random() < per - int(per) else 0)
@@ -126,7 +132,11 @@ def kinds_for(rel: str, split: str, config: PassConfig) -> list[str]:
         DEGRADED[int(i)]
         for i in rng.choice(len(DEGRADED), size=min(count, len(DEGRADED)), replace=False)
     ]
-    n_benign = {"train": config.benign_train, "cal": config.benign_cal}.get(split, len(BENIGN))
+    n_benign = {"train": config.benign_train, "cal": config.benign_cal}.get(
+        split, config.benign_test
+    )
+    if n_benign < 0:
+        n_benign = len(BENIGN)
     benign = [
         BENIGN[int(i)]
         for i in rng.choice(len(BENIGN), size=min(n_benign, len(BENIGN)), replace=False)
@@ -137,6 +147,8 @@ def kinds_for(rel: str, split: str, config: PassConfig) -> list[str]:
 def select_images(root: Path, config: PassConfig) -> list[tuple[str, str, str]]:
     """(relative path, identity, split) of the images the pass covers."""
     items = list_labeled_images(root)
+    if config.limit:
+        items = items[: config.limit]
     by_identity: dict[str, list[str]] = {}
     for rel, identity in items:
         by_identity.setdefault(identity, []).append(rel)
@@ -144,8 +156,12 @@ def select_images(root: Path, config: PassConfig) -> list[tuple[str, str, str]]:
     splits = identity_splits(multi, config.seed, config.held_out)
     rng = np.random.default_rng(config.seed)
     chosen = []
-    for identity in sorted(multi):
-        rels = multi[identity]
+    for identity in sorted(by_identity):
+        rels = sorted(by_identity[identity])
+        if identity not in multi:
+            if config.singles:
+                chosen.append((rels[0], identity, SINGLE))
+            continue
         if config.max_per_identity and len(rels) > config.max_per_identity:
             picks = rng.choice(len(rels), size=config.max_per_identity, replace=False)
             rels = [rels[int(i)] for i in sorted(picks)]
@@ -586,17 +602,41 @@ def hard_rejects(data: Dataset, rows: np.ndarray, rules: ood.Rules) -> np.ndarra
     return (size < rules.min_face_px) | (blur < rules.min_blur)
 
 
-def calibrate(scores: np.ndarray, hard: np.ndarray, clean: np.ndarray, target: float) -> float:
-    """The lowest threshold whose total clean rejection (rules or classifier) stays <= target."""
-    candidates = np.unique(np.concatenate([scores[clean], [1.0]]))
+def calibrate(
+    scores: np.ndarray, hard: np.ndarray, groups: Sequence[np.ndarray], target: float
+) -> float:
+    """The lowest threshold at which every group (clean faces, each benign shift) keeps its
+    total rejection (rules or classifier) <= target."""
+    groups = [g for g in groups if g.any()]
+    pooled = np.zeros(len(scores), dtype=bool)
+    for g in groups:
+        pooled |= g
+    candidates = np.unique(np.concatenate([scores[pooled], [1.0]]))
     best = 1.0
     for t in candidates[::-1]:
-        rejected = hard[clean] | (scores[clean] >= t)
-        if rejected.mean() <= target:
+        rejected = hard | (scores >= t)
+        if all(rejected[g].mean() <= target for g in groups):
             best = float(t)
         else:
             break
     return best
+
+
+def _ratio(a: np.ndarray) -> float | None:
+    return round(float(a.mean()), 4) if len(a) else None
+
+
+def error_rates(rejected: np.ndarray, error: np.ndarray, probe: np.ndarray) -> dict[str, Any]:
+    """1-NN error among rejected and among accepted faces (rows that have a mate only)."""
+    rej, acc = rejected & probe, ~rejected & probe
+    e_rej, e_acc = _ratio(error[rej]), _ratio(error[acc])
+    return {
+        "rejected": e_rej,
+        "accepted": e_acc,
+        "n_rejected": int(rej.sum()),
+        "n_accepted": int(acc.sum()),
+        "ratio": (round(e_rej / e_acc, 2) if e_rej is not None and e_acc else None),
+    }
 
 
 @dataclass
@@ -607,6 +647,7 @@ class TrainResult:
     threshold: float
     metrics: dict[str, Any]
     percentiles: dict[str, float]
+    typical: dict[str, float] = field(default_factory=dict)  # clean training medians
 
 
 def _round(x: float | None) -> float | None:
@@ -621,29 +662,30 @@ def evaluate_rows(
     label = data.label[rows]
     kind = data.samples.kind[rows]
     clean = kind == CLEAN
-    degraded = ~clean & (kind != "review")
+    benign = np.isin(kind, BENIGN)
+    degraded = np.isin(kind, DEGRADED)
+    knn = data.knn_error[rows]
+    error, probe = data.nn_error[rows], data.probe[rows]
     out: dict[str, Any] = {
         "confusion": rates(rejected, label),
         "auc": _round(roc_auc(np.where(hard, 1.0, scores), label)),
-        "degraded_rejected": round(float(rejected[degraded].mean()), 4) if degraded.any() else None,
-        "clean_rejected": round(float(rejected[clean].mean()), 4) if clean.any() else None,
-        "knn_errors_rejected": (
-            round(float(rejected[data.knn_error[rows]].mean()), 4)
-            if data.knn_error[rows].any()
-            else None
-        ),
-        "clean_correct_rejected": (
-            round(float(rejected[clean & (label == 0)].mean()), 4)
-            if (clean & (label == 0)).any()
-            else None
-        ),
-        "hard_rule_rejected": round(float(hard.mean()), 4) if len(hard) else None,
+        "degraded_rejected": _ratio(rejected[degraded]),
+        "clean_rejected": _ratio(rejected[clean]),
+        "benign_rejected": _ratio(rejected[benign]),
+        "knn_errors_rejected": _ratio(rejected[knn]),
+        "clean_correct_rejected": _ratio(rejected[clean & (label == 0)]),
+        "hard_rule_rejected": _ratio(hard),
         "n_clean": int(clean.sum()),
+        "n_benign": int(benign.sum()),
         "n_degraded": int(degraded.sum()),
-        "n_knn_errors": int(data.knn_error[rows].sum()),
-        "per_kind_rejected": {
-            str(k): round(float(rejected[kind == k].mean()), 4) for k in np.unique(kind[degraded])
-        },
+        "n_knn_errors": int(knn.sum()),
+        "per_kind_rejected": {str(k): _ratio(rejected[kind == k]) for k in np.unique(kind)},
+        "per_kind_n": {str(k): int((kind == k).sum()) for k in np.unique(kind)},
+        "per_kind_nn_error": {str(k): _ratio(error[(kind == k) & probe]) for k in np.unique(kind)},
+        "nn_error": error_rates(rejected, error, probe),
+        "nn_error_clean_benign": error_rates(
+            rejected[clean | benign], error[clean | benign], probe[clean | benign]
+        ),
     }
     return out
 
@@ -674,10 +716,11 @@ def train(data: Dataset, config: TrainConfig, rules: ood.Rules) -> TrainResult:
         scores = torch.sigmoid(net(torch.from_numpy(x_all))).numpy().astype(np.float64)
     cal = data.split == "cal"
     test = data.split == "test"
+    cal_kind = data.samples.kind[cal]
     threshold = calibrate(
         scores[cal],
         hard_rejects(data, cal, rules),
-        data.samples.kind[cal] == CLEAN,
+        [cal_kind == k for k in (CLEAN, *BENIGN)],
         config.target_clean_reject,
     )
     metrics = {
@@ -699,7 +742,12 @@ def train(data: Dataset, config: TrainConfig, rules: ood.Rules) -> TrainResult:
             float(np.expm1(np.percentile(clean_train_q[:, ood.FEATURES.index("log_blur")], 1))), 2
         ),
     }
-    return TrainResult(net, spec, reference, threshold, metrics, percentiles)
+    raw = data.samples.raw[clean_train]
+    typical = {
+        name: round(float(np.median(raw[:, QUALITY_FIELDS.index(name)])), 2)
+        for name in ("blur", "brightness", "contrast", "noise")
+    }
+    return TrainResult(net, spec, reference, threshold, metrics, percentiles, typical)
 
 
 def counts_by(values: Iterable[str]) -> dict[str, int]:
@@ -742,14 +790,20 @@ def metadata(
         "feature_mean": [round(float(v), 6) for v in result.spec.mean],
         "feature_std": [round(float(v), 6) for v in result.spec.std],
         "feature_percentiles": result.percentiles,
+        "typical": result.typical,
         "reference_size": 0 if result.reference is None else len(result.reference.vectors),
         "rules": rules.__dict__,
         "train_config": {k: v for k, v in config.__dict__.items() if k != "features"},
         "sample_pass": {
             "detector": pass_config.detector.__dict__,
             "degraded_per_image": pass_config.per_image,
+            "benign_train": pass_config.benign_train,
+            "benign_cal": pass_config.benign_cal,
+            "max_per_identity": pass_config.max_per_identity,
+            "held_out": pass_config.held_out,
             "seed": pass_config.seed,
-            "degradations": sorted(deg.DEGRADATIONS),
+            "degradations": list(DEGRADED),
+            "benign_shifts": list(BENIGN),
         },
         "metrics": result.metrics,
         **(extra or {}),
