@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
@@ -49,8 +48,7 @@ from recognition.core.pipeline import (
     prefetched,
 )
 from recognition.index.enrolment import sync_face_templates
-from recognition.runtime import detector_config, embedder
-from recognition.runtime import rules as ood_rules
+from recognition.runtime import assess_faces, detector_config, embedder
 
 logger = logging.getLogger(__name__)
 
@@ -209,18 +207,7 @@ def _store(photo: Photo, prepared: _Prepared, analysed: list[AnalysedFace], vers
 
 def _assess(analysed: Sequence[AnalysedFace], embedder_version: str) -> list[ood.OodVerdict]:
     """The out-of-distribution filter's verdict (with its reasons) on each face."""
-    if not analysed:
-        return []
-    return ood.assess(
-        np.stack([a.chip for a in analysed]),
-        [min(a.detection.width, a.detection.height) for a in analysed],
-        [a.detection.landmarks for a in analysed],
-        [a.detection.score for a in analysed],
-        np.stack([np.asarray(a.embedding, dtype=np.float32) for a in analysed]),
-        ood.get_model(),
-        ood_rules(),
-        embedder_version,
-    )
+    return assess_faces(analysed, embedder_version)
 
 
 def _ltrb(face: Face) -> tuple[int, int, int, int]:
