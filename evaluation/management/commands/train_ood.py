@@ -24,16 +24,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evaluation import ood_training as T
-from evaluation.ood import ablation_line, shift_table
+from evaluation.ood import ABLATION_HEADER, ablation_line, shift_table
 from recognition.core import ood
 from recognition.runtime import detector_config
 from recognition.runtime import rules as app_rules
 
-QUALITY_ONLY = tuple(f for f in ood.FEATURES if f != "knn_dist")
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "embedding + quality + distance to mean (v1's inputs)": {"use_embedding": True},
-    "quality + distance to mean, no raw embedding": {},
+    "embedding + quality + distance to mean (shipped)": {},
+    "quality + distance to mean, no raw embedding": {"use_embedding": False},
     "quality + distance to mean + k-NN distance to 1000 shipped faces": {
+        "use_embedding": False,
         "features": ood.FEATURES,
         "reference_size": 1000,
     },
@@ -147,6 +147,7 @@ class Command(BaseCommand):
         train_s = time.perf_counter() - started
         ablation = {}
         if options["ablation"]:
+            self.stdout.write(ABLATION_HEADER)
             for name, variant in ABLATIONS.items():
                 config = T.TrainConfig(**{**base.__dict__, **variant})
                 r = T.train(dataset, config, rules)

@@ -1,0 +1,96 @@
+"""The gallery owner overrules the filter on a face of their own gallery: "This face is fine,
+use it" (and taking that back), from the face card. Real embeddings of the shared photos."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from gallery.actions.people import do_create_person
+from gallery.models import Face, FaceEvent, Gallery
+from recognition.actions.identity import do_tag_face
+from recognition.models import ReviewDecision, Template
+from tests.factories import face_in_new_photo
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _overrule(client: Client, face: Face, decision: str = "approve", **extra: str) -> int:
+    url = reverse("gallery:face-overrule", args=[face.pk])
+    return client.post(url, {"decision": decision}, **extra).status_code
+
+
+def test_it_lets_the_owner_use_a_rejected_face_which_becomes_a_template_and_gets_matched(
+    gallery: Gallery, alice: User, alice_client: Client
+) -> None:
+    obama = do_create_person(alice, "Obama", by=alice)
+    rejected = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    do_tag_face(rejected, obama, by=alice)
+    assert not Template.objects.filter(face=rejected).exists()
+    # Before the overrule Obama has no template: another photo of him matches nobody.
+    before = face_in_new_photo(gallery, "obama/obama2.jpg")
+    assert before.person_id is None and before.suggested_person_id is None
+    response = alice_client.post(
+        reverse("gallery:face-overrule", args=[rejected.pk]), {"decision": "approve"}, **HTMX
+    )
+    assert response.status_code == 200
+    assert "The face is used" in response.content.decode()
+    rejected.refresh_from_db()
+    assert rejected.review_status == Face.Review.APPROVED and rejected.is_trusted
+    assert rejected.reviewed_by == alice
+    assert Template.objects.get(face=rejected).person == obama
+    label = ReviewDecision.objects.get(face=rejected)
+    assert (label.reviewer, label.decision) == (alice, ReviewDecision.Decision.APPROVE)
+    assert FaceEvent.objects.filter(face=rejected, action="face_review_approved").exists()
+    # A new photo of Obama is now matched to the face the owner let in.
+    later = face_in_new_photo(gallery, "obama/obama1.jpg")
+    from recognition.actions.identity import do_match_faces
+
+    do_match_faces([later])
+    later.refresh_from_db()
+    assert obama.pk in {later.person_id, later.suggested_person_id}
+
+
+def test_it_takes_the_overrule_back(gallery: Gallery, alice: User, alice_client: Client) -> None:
+    obama = do_create_person(alice, "Obama", by=alice)
+    face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    do_tag_face(face, obama, by=alice)
+    assert _overrule(alice_client, face, "approve", **HTMX) == 200
+    page = alice_client.get(reverse("gallery:face-detail", args=[face.pk]), **HTMX)
+    assert "Stop using this face" in page.content.decode()
+    assert _overrule(alice_client, face, "reject", **HTMX) == 200
+    face.refresh_from_db()
+    assert face.review_status == Face.Review.CONFIRMED and not face.is_trusted
+    assert not Template.objects.filter(face=face).exists()
+    assert list(
+        ReviewDecision.objects.filter(face=face).order_by("id").values_list("decision", flat=True)
+    ) == ["approve", "reject"]
+
+
+def test_it_offers_the_button_to_the_owner_only_on_rejected_faces(
+    gallery: Gallery, alice_client: Client, bob_client: Client
+) -> None:
+    rejected = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    accepted = face_in_new_photo(gallery, "obama/obama1.jpg")
+
+    def card(client: Client, face: Face) -> str:
+        url = reverse("gallery:face-detail", args=[face.pk])
+        return client.get(url, **HTMX).content.decode()
+
+    assert "This face is fine, use it" in card(alice_client, rejected)
+    assert "This face is fine, use it" not in card(alice_client, accepted)
+    assert "This face is fine, use it" not in card(bob_client, rejected)
+    # Nothing to overrule on a face the filter accepted.
+    assert _overrule(alice_client, accepted, **HTMX) == 422
+    assert not ReviewDecision.objects.exists()
+
+
+def test_it_refuses_editors_and_strangers(
+    gallery: Gallery, bob_client: Client, charlie_client: Client
+) -> None:
+    face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    assert _overrule(bob_client, face) == 403  # an editor of the gallery, not its owner
+    assert _overrule(charlie_client, face) == 404
+    face.refresh_from_db()
+    assert face.review_status == Face.Review.NONE and not ReviewDecision.objects.exists()
