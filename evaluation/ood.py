@@ -73,7 +73,8 @@ def verdicts(samples: T.Samples, model: ood.OodModel, rules: ood.Rules) -> Filte
     raw = samples.raw
     size = raw[:, T.QUALITY_FIELDS.index("size_px")]
     blur = raw[:, T.QUALITY_FIELDS.index("blur")]
-    hard = (size < rules.min_face_px) | (blur < rules.min_blur)
+    contrast = raw[:, T.QUALITY_FIELDS.index("contrast")]
+    hard = (size < rules.min_face_px) | ((blur < rules.min_blur) & (contrast >= rules.low_contrast))
     return FilterVerdicts(hard | (scores >= model.threshold), scores)
 
 

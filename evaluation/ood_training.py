@@ -599,7 +599,8 @@ def hard_rejects(data: Dataset, rows: np.ndarray, rules: ood.Rules) -> np.ndarra
     raw = data.samples.raw[rows]
     size = raw[:, QUALITY_FIELDS.index("size_px")]
     blur = raw[:, QUALITY_FIELDS.index("blur")]
-    return (size < rules.min_face_px) | (blur < rules.min_blur)
+    contrast = raw[:, QUALITY_FIELDS.index("contrast")]
+    return (size < rules.min_face_px) | ((blur < rules.min_blur) & (contrast >= rules.low_contrast))
 
 
 def calibrate(

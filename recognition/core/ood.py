@@ -446,11 +446,17 @@ def get_model(version: str | None = None) -> OodModel | None:
 # Verdicts
 
 
+def blur_rule(blur: float, contrast: float, rules: Rules) -> bool:
+    """Extreme blur, as a rule. A nearly black or flat face has no edges either: its low
+    Laplacian variance says "dark", not "blurred", so the classifier judges it (and says why)."""
+    return blur < rules.min_blur and contrast >= rules.low_contrast
+
+
 def _hard_reasons(q: Quality, rules: Rules) -> list[str]:
     reasons = []
     if q.size_px < rules.min_face_px:
         reasons.append(f"face is small ({q.size_px} px, below the {rules.min_face_px} px minimum)")
-    if q.blur < rules.min_blur:
+    if blur_rule(q.blur, q.contrast, rules):
         reasons.append(f"strong blur (sharpness {q.blur:.0f}, below {rules.min_blur:.0f})")
     return reasons
 
