@@ -534,6 +534,10 @@ def _sentence(group: str, q: Quality, rules: Rules, typical: dict[str, float]) -
     if group == "noise":
         return f"grainy, noisy picture (noise {q.noise:.1f})"
     if group == "light":
+        if q.dark_frac > 0.15 and q.brightness >= rules.dark:
+            # Black pixels in an otherwise lit chip: the photo's edge (or a hard shadow) cuts
+            # through the face; the aligner pads outside the photo with black.
+            return f"part of the face is cut off or in deep shadow ({q.dark_frac:.0%} black)"
         if q.brightness < typical.get("brightness", 125.0):
             word = "very dark" if q.brightness < rules.dark or q.dark_frac > 0.4 else "dark"
         else:
