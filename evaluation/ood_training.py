@@ -216,7 +216,7 @@ def _analyse_one(
     keep = [i for i, det in enumerate(dets) if det is not None]
     embeddings = np.zeros((len(chips), EMBEDDING_DIM), dtype=np.float32)
     embeddings[keep] = embedder.embed(np.stack([chips[i] for i in keep]))
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for kind, det, chip, emb in zip(kinds, dets, chips, embeddings, strict=True):
         if det is None:
             rows.append((rel, identity, kind, split, False, None, None, None))

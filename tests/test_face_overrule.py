@@ -13,12 +13,12 @@ from recognition.actions.identity import do_tag_face
 from recognition.models import ReviewDecision, Template
 from tests.factories import face_in_new_photo
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX = {"HX-Request": "true"}
 
 
-def _overrule(client: Client, face: Face, decision: str = "approve", **extra: str) -> int:
+def _overrule(client: Client, face: Face, decision: str = "approve", htmx: bool = True) -> int:
     url = reverse("gallery:face-overrule", args=[face.pk])
-    return client.post(url, {"decision": decision}, **extra).status_code
+    return client.post(url, {"decision": decision}, headers=HTMX if htmx else None).status_code
 
 
 def test_it_lets_the_owner_use_a_rejected_face_which_becomes_a_template_and_gets_matched(
@@ -32,7 +32,7 @@ def test_it_lets_the_owner_use_a_rejected_face_which_becomes_a_template_and_gets
     before = face_in_new_photo(gallery, "obama/obama2.jpg")
     assert before.person_id is None and before.suggested_person_id is None
     response = alice_client.post(
-        reverse("gallery:face-overrule", args=[rejected.pk]), {"decision": "approve"}, **HTMX
+        reverse("gallery:face-overrule", args=[rejected.pk]), {"decision": "approve"}, headers=HTMX
     )
     assert response.status_code == 200
     assert "The face is used" in response.content.decode()
@@ -56,10 +56,10 @@ def test_it_takes_the_overrule_back(gallery: Gallery, alice: User, alice_client:
     obama = do_create_person(alice, "Obama", by=alice)
     face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
     do_tag_face(face, obama, by=alice)
-    assert _overrule(alice_client, face, "approve", **HTMX) == 200
-    page = alice_client.get(reverse("gallery:face-detail", args=[face.pk]), **HTMX)
+    assert _overrule(alice_client, face, "approve") == 200
+    page = alice_client.get(reverse("gallery:face-detail", args=[face.pk]), headers=HTMX)
     assert "Stop using this face" in page.content.decode()
-    assert _overrule(alice_client, face, "reject", **HTMX) == 200
+    assert _overrule(alice_client, face, "reject") == 200
     face.refresh_from_db()
     assert face.review_status == Face.Review.CONFIRMED and not face.is_trusted
     assert not Template.objects.filter(face=face).exists()
@@ -76,13 +76,13 @@ def test_it_offers_the_button_to_the_owner_only_on_rejected_faces(
 
     def card(client: Client, face: Face) -> str:
         url = reverse("gallery:face-detail", args=[face.pk])
-        return client.get(url, **HTMX).content.decode()
+        return client.get(url, headers=HTMX).content.decode()
 
     assert "This face is fine, use it" in card(alice_client, rejected)
     assert "This face is fine, use it" not in card(alice_client, accepted)
     assert "This face is fine, use it" not in card(bob_client, rejected)
     # Nothing to overrule on a face the filter accepted.
-    assert _overrule(alice_client, accepted, **HTMX) == 422
+    assert _overrule(alice_client, accepted) == 422
     assert not ReviewDecision.objects.exists()
 
 
@@ -90,7 +90,7 @@ def test_it_refuses_editors_and_strangers(
     gallery: Gallery, bob_client: Client, charlie_client: Client
 ) -> None:
     face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
-    assert _overrule(bob_client, face) == 403  # an editor of the gallery, not its owner
-    assert _overrule(charlie_client, face) == 404
+    assert _overrule(bob_client, face, htmx=False) == 403  # an editor of the gallery, not its owner
+    assert _overrule(charlie_client, face, htmx=False) == 404
     face.refresh_from_db()
     assert face.review_status == Face.Review.NONE and not ReviewDecision.objects.exists()
