@@ -414,18 +414,20 @@ def shift_table(m: dict[str, Any], missed: dict[str, Any]) -> str:
     rejects each benign shift (target <= 5%) and each degradation (target >= 90% overall), how
     often 1-NN gets those faces wrong, and how often the detector no longer finds the face."""
     per, n, err = m["per_kind_rejected"], m["per_kind_n"], m["per_kind_nn_error"]
+    hard = m.get("per_kind_hard", {})
 
     def line(kind: str, group: str) -> str:
         miss = missed.get(kind, {"missed": 0, "of": 0})
         lost = miss["missed"] / miss["of"] if miss["of"] else None
         return (
             f"| {_kind_label(kind)} | {group} | {n.get(kind, 0)} | {_pct(per.get(kind))} | "
-            f"{_pct(err.get(kind))} | {_pct(lost)} |"
+            f"{_pct(hard.get(kind))} | {_pct(err.get(kind))} | {_pct(lost)} |"
         )
 
     lines = [
-        "| shift | kind | faces | filter rejects | 1-NN error | detector misses (all splits) |",
-        "|---|---|---|---|---|---|",
+        "| shift | kind | faces | filter rejects | of which by the hard rules | 1-NN error "
+        "| detector misses (all splits) |",
+        "|---|---|---|---|---|---|---|",
         line(T.CLEAN, "clean"),
     ]
     lines += [line(k, "benign") for k in T.BENIGN if k in per]

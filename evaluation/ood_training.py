@@ -682,6 +682,7 @@ def evaluate_rows(
         "n_knn_errors": int(knn.sum()),
         "per_kind_rejected": {str(k): _ratio(rejected[kind == k]) for k in np.unique(kind)},
         "per_kind_n": {str(k): int((kind == k).sum()) for k in np.unique(kind)},
+        "per_kind_hard": {str(k): _ratio(hard[kind == k]) for k in np.unique(kind)},
         "per_kind_nn_error": {str(k): _ratio(error[(kind == k) & probe]) for k in np.unique(kind)},
         "nn_error": error_rates(rejected, error, probe),
         "nn_error_clean_benign": error_rates(
