@@ -240,6 +240,14 @@ def _missing_det_score() -> float:
     return float(model.spec.mean[model.spec.features.index("det_score")])
 
 
+def _filter_detector() -> str:
+    """The detector whose faces the shipped filter was trained on."""
+    model = ood.get_model()
+    if model is None:
+        return ""
+    return str(model.meta.get("sample_pass", {}).get("detector", {}).get("model", ""))
+
+
 # A box smaller than this (in original pixels) is a slip of the mouse, not a face.
 MIN_DRAWN_PX = 12
 # A face box is about square (the detector's are 1:1 to 1:1.3); one three times longer than it
@@ -289,7 +297,14 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
         analysed = dataclasses.replace(
             analysed, detection=dataclasses.replace(det, score=_missing_det_score())
         )
-    verdict = _assess([analysed], model.version)[0]
+    judged = analysed
+    if agreed and _filter_detector() != "hog":
+        # The box is checked with HOG, whose scores are on another scale than the detector the
+        # filter learnt from: it gets that detector's typical score, like a missing one.
+        judged = dataclasses.replace(
+            analysed, detection=dataclasses.replace(det, score=_missing_det_score())
+        )
+    verdict = _assess([judged], model.version)[0]
     found = (det.left, det.top, det.right, det.bottom)
     with transaction.atomic():
         # The photo may have moved to another gallery while the models ran: the crop is stored
