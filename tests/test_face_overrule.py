@@ -3,14 +3,19 @@ use it" (and taking that back), from the face card. Real embeddings of the share
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from PIL import Image, ImageFilter
 
 from gallery.actions.people import do_create_person
+from gallery.actions.photos import do_upload_photos
 from gallery.models import Face, FaceEvent, Gallery
 from recognition.actions.identity import do_tag_face
 from recognition.models import ReviewDecision, Template
+from tests.conftest import client_for, photo_path, upload_file
 from tests.factories import face_in_new_photo
 
 HTMX = {"HX-Request": "true"}
@@ -94,3 +99,29 @@ def test_it_refuses_editors_and_strangers(
     assert _overrule(charlie_client, face, htmx=False) == 404
     face.refresh_from_db()
     assert face.review_status == Face.Review.NONE and not ReviewDecision.objects.exists()
+
+
+def test_it_tells_the_owner_why_in_words_and_staff_the_numbers(
+    gallery: Gallery,
+    alice: User,
+    alice_client: Client,
+    staff: User,
+    tmp_path: Path,
+    django_capture_on_commit_callbacks: object,
+) -> None:
+    """A really blurred photo through the real pipeline and the shipped filter."""
+    with Image.open(photo_path("biden/biden2.jpg")) as img:
+        img.convert("RGB").filter(ImageFilter.GaussianBlur(14)).save(tmp_path / "soft.jpg")
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_upload_photos(gallery, [upload_file(tmp_path / "soft.jpg")], by=alice)
+    face = Face.objects.get(photo=result.accepted[0])
+    assert face.ood_status == Face.Quality.REJECTED
+    url = reverse("gallery:face-detail", args=[face.pk])
+    owner_card = alice_client.get(url, headers=HTMX).content.decode()
+    assert "Too blurry to recognise reliably" in owner_card
+    assert "sharpness" not in owner_card and "<details" not in owner_card
+    assert "This face is fine, use it" in owner_card
+    gallery.members.create(user=staff, role="viewer")
+    staff_card = client_for(staff).get(url, headers=HTMX).content.decode()
+    details = staff_card[staff_card.index("<details") :]
+    assert "sharpness" in details and "Filter score" in details
