@@ -1,4 +1,6 @@
-"""Synthetic degradations of face photos: the out-of-distribution examples `train_ood` learns from.
+"""Synthetic degradations of face photos (the out-of-distribution examples `train_ood` learns
+from) and benign shifts (grayscale, sepia, crops, small faces...: in distribution unless 1-NN gets
+the face wrong).
 
 Pure functions on HxWx3 uint8 RGB arrays. Strengths are relative to the face size (`face_px`, the
 side of the detector box), so a degradation means the same thing for a 100 px LFW face and a 600 px
@@ -38,6 +40,8 @@ class Degraded:
     params: dict[str, float]
     rgb: np.ndarray
     landmark_shift: tuple[float, float, float, float] | None = None
+    # Where the face is in `rgb` when the shift moved or resized it (crops, smaller copies).
+    box: Box | None = None
 
 
 def _pil(rgb: np.ndarray) -> Image.Image:
@@ -139,17 +143,24 @@ def partial(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
     frac = rng.uniform(0.3, 0.45)
     w, h = box.right - box.left, box.bottom - box.top
     side = int(rng.integers(0, 4))
-    height, width = rgb.shape[:2]
+    dx = dy = 0
     if side == 0:
-        out = rgb[:, box.left + round(w * frac) :]
+        dx = box.left + round(w * frac)
+        out = rgb[:, dx:]
     elif side == 1:
         out = rgb[:, : box.right - round(w * frac)]
     elif side == 2:
-        out = rgb[box.top + round(h * frac) :, :]
+        dy = box.top + round(h * frac)
+        out = rgb[dy:, :]
     else:
         out = rgb[: box.bottom - round(h * frac), :]
-    del height, width
-    return Degraded("partial", {"fraction": frac, "side": float(side)}, np.ascontiguousarray(out))
+    moved = Box(box.left - dx, box.top - dy, box.right - dx, box.bottom - dy)
+    return Degraded(
+        "partial",
+        {"fraction": frac, "side": float(side)},
+        np.ascontiguousarray(out),
+        box=moved,
+    )
 
 
 def misalign(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
@@ -186,6 +197,134 @@ def degrade(rgb: np.ndarray, box: Box, kind: str, rng: np.random.Generator) -> D
     except KeyError:
         raise ValueError(f"unknown degradation {kind!r}; known: {sorted(DEGRADATIONS)}") from None
     return fn(rgb, box, rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benign shifts: ordinary photos that look unlike LFW but that recognition handles. The filter is
+# trained to accept them (unless 1-NN misidentifies the face) and its table reports each one.
+
+
+def _resized(rgb: np.ndarray, box: Box, factor: float) -> tuple[np.ndarray, Box]:
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    out = np.asarray(_pil(rgb).resize(size, Image.Resampling.LANCZOS))
+    return out, Box(*(round(v * factor) for v in (box.left, box.top, box.right, box.bottom)))
+
+
+def _crop(rgb: np.ndarray, box: Box, margin: float) -> tuple[np.ndarray, Box]:
+    """A square crop around the face, `margin` face sides beyond the box on each side, padded
+    with the edge pixels where it leaves the photo."""
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    half = box.side * (0.5 + margin)
+    x0, y0 = round(cx - half), round(cy - half)
+    side = round(2 * half)
+    h, w = rgb.shape[:2]
+    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
+    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else rgb
+    out = np.ascontiguousarray(padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side])
+    return out, Box(box.left - x0, box.top - y0, box.right - x0, box.bottom - y0)
+
+
+def grayscale(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    grey = np.asarray(_pil(rgb).convert("L"))
+    return Degraded("grayscale", {}, np.repeat(grey[..., None], 3, axis=2))
+
+
+_SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+
+
+def sepia(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    strength = rng.uniform(0.6, 1.0)
+    matrix = strength * _SEPIA + (1 - strength) * np.eye(3)
+    out = rgb.astype(np.float32) @ matrix.T.astype(np.float32)
+    return Degraded("sepia", {"strength": strength}, np.clip(out, 0, 255).astype(np.uint8))
+
+
+def faded_scan(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    """An old print, scanned: washed out (contrast 55-80%, lifted blacks), yellowed, a little
+    soft and grainy."""
+    contrast = rng.uniform(0.55, 0.8)
+    lift = rng.uniform(20, 50)
+    out = rgb.astype(np.float32) * contrast + lift
+    out *= np.array([1.0, 0.97, rng.uniform(0.8, 0.92)], dtype=np.float32)
+    out = np.asarray(
+        _pil(np.clip(out, 0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(radius=box.side * rng.uniform(0.0, 0.006))
+        )
+    ).astype(np.float32)
+    out += rng.normal(0, rng.uniform(1.0, 3.0), out.shape).astype(np.float32)
+    return Degraded(
+        "faded_scan",
+        {"contrast": contrast, "lift": lift},
+        np.clip(out, 0, 255).astype(np.uint8),
+    )
+
+
+def tight_crop(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    """An aligned-style face crop (little or no background), resized to 100-160 px."""
+    cropped, inner = _crop(rgb, box, rng.uniform(0.05, 0.2))
+    side = int(rng.integers(100, 161))
+    out, moved = _resized(cropped, inner, side / cropped.shape[0])
+    return Degraded("tight_crop", {"side": float(side)}, out, box=moved)
+
+
+def loose_crop(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    """A face cut out with a lot of background, the face 60-140 px wide."""
+    cropped, inner = _crop(rgb, box, rng.uniform(0.6, 1.2))
+    face = rng.uniform(60, 140)
+    out, moved = _resized(cropped, inner, face / max(inner.side, 1))
+    return Degraded("loose_crop", {"face_px": face}, out, box=moved)
+
+
+def small(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    """The whole photo smaller, the face 40-70 px (40 is the app's minimum face size)."""
+    face = rng.uniform(40, 70)
+    out, moved = _resized(rgb, box, min(1.0, face / max(box.side, 1)))
+    return Degraded("small", {"face_px": face}, out, box=moved)
+
+
+def recompress(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    quality = int(rng.integers(25, 71))
+    buf = io.BytesIO()
+    _pil(rgb).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as img:
+        out = np.asarray(img.convert("RGB"))
+    return Degraded("recompress", {"quality": float(quality)}, out)
+
+
+def mild_noise(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    sigma = rng.uniform(3, 8)
+    noisy = rgb.astype(np.float32) + rng.normal(0, sigma, rgb.shape).astype(np.float32)
+    return Degraded("mild_noise", {"sigma": sigma}, np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def sharpen(rgb: np.ndarray, box: Box, rng: np.random.Generator) -> Degraded:
+    """Phone-style sharpening: an unsharp mask of 1-2.5 px, 80-200%."""
+    radius = rng.uniform(1.0, 2.5)
+    percent = int(rng.integers(80, 201))
+    out = _pil(rgb).filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=2))
+    return Degraded("sharpen", {"radius": radius, "percent": float(percent)}, np.asarray(out))
+
+
+BENIGN: dict[str, Callable[[np.ndarray, Box, np.random.Generator], Degraded]] = {
+    "grayscale": grayscale,
+    "sepia": sepia,
+    "faded_scan": faded_scan,
+    "tight_crop": tight_crop,
+    "loose_crop": loose_crop,
+    "small": small,
+    "recompress": recompress,
+    "mild_noise": mild_noise,
+    "sharpen": sharpen,
+}
+
+
+def shift(rgb: np.ndarray, box: Box, kind: str, rng: np.random.Generator) -> Degraded:
+    """A benign shift or a degradation by name."""
+    if kind in BENIGN:
+        return BENIGN[kind](rgb, box, rng)
+    return degrade(rgb, box, kind, rng)
 
 
 def shift_landmarks(landmarks: np.ndarray, shift: tuple[float, float, float, float]) -> np.ndarray:

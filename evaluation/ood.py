@@ -1,4 +1,5 @@
-"""The seeds' "k-NN + all" vs "k-NN + exclusion" rows on a labelled folder (LFW).
+"""The seeds' "k-NN + all" vs "k-NN + exclusion" rows on a labelled folder (LFW), and the
+filter's per-shift table (`shift_table`).
 
 Exclusion means both sides of the search: faces the filter rejects are removed from the gallery
 and a rejected probe is answered "out of distribution" instead of a name. Accuracy is reported on
@@ -6,30 +7,36 @@ the probes that were answered, next to the share that was refused, and also coun
 errors, so the gain cannot hide in the refusals. Staged k-NN (recognition/core/staged.py:
 staged_rank, the in-memory form of the sequential search) gets the same two rows.
 
-The filter was trained on LFW (train_ood): the rows on all identities include the identities it was
-trained on, whose 1-NN mistakes were its labels. The rows on the held-out identities (the 30% that
-`train_ood` never trained on, by the same seeded split) are the honest ones.
+The filter was trained on LFW (train_ood): on that folder the rows on all identities include the
+identities it was trained on, whose 1-NN mistakes were its labels; the rows on the held-out
+identities (those `train_ood`'s split, drawn from the labels, kept out) are the honest ones. On
+any other folder every identity is held out.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evaluation import ood_training as T
-from evaluation.folder import list_labeled_images
-from evaluation.metrics import closed_set_split, gallery_index, search_identities
+from evaluation.metrics import (
+    Pairs,
+    closed_set_split,
+    gallery_index,
+    read_pairs,
+    search_identities,
+)
 from recognition.core import ood
 from recognition.core.detection import DetectorConfig, align_faces, detect_faces
+from recognition.core.embedding import Embedder
 from recognition.core.geometry import squared_distances
-from recognition.core.images import DEFAULT_MAX_PIXELS, decode_image
+from recognition.core.images import DEFAULT_MAX_PIXELS, BadImage, decode_image
 from recognition.core.projection import fit_basis
 from recognition.core.staged import SearchParams, staged_rank
-from recognition.core.versions import EMBEDDING_DIM
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,8 @@ def verdicts(samples: T.Samples, model: ood.OodModel, rules: ood.Rules) -> Filte
     raw = samples.raw
     size = raw[:, T.QUALITY_FIELDS.index("size_px")]
     blur = raw[:, T.QUALITY_FIELDS.index("blur")]
-    hard = (size < rules.min_face_px) | (blur < rules.min_blur)
+    contrast = raw[:, T.QUALITY_FIELDS.index("contrast")]
+    hard = (size < rules.min_face_px) | ((blur < rules.min_blur) & (contrast >= rules.low_contrast))
     return FilterVerdicts(hard | (scores >= model.threshold), scores)
 
 
@@ -149,19 +157,44 @@ def _staged(
     return pred, 1000 * float(np.median(samples))
 
 
-def filter_ms_per_face(root: Path, name: str, model: ood.OodModel, rules: ood.Rules) -> float:
-    """Median time of the filter on one real face (chip features, reference distances, MLP)."""
-    rgb = decode_image(root / name, max_pixels=DEFAULT_MAX_PIXELS).rgb
-    faces = detect_faces(rgb, DetectorConfig())
-    chips = align_faces(rgb, faces[:1])
-    emb = np.zeros((1, EMBEDDING_DIM), dtype=np.float32)
-    face = faces[0]
-    samples = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        ood.assess(chips, [face.width], [face.landmarks], [face.score], emb, model, rules)
-        samples.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(samples))
+def filter_ms_per_face(
+    root: Path,
+    names: list[str],
+    model: ood.OodModel,
+    rules: ood.Rules,
+    detector: DetectorConfig,
+    embedder: Embedder,
+    repeats: int = 50,
+) -> float:
+    """Median time of the filter on one real face (chip features, reference distances,
+    classifier, reasons), with that face's own embedding: the first image of `names` where the
+    detector finds a face. NaN when none has one."""
+    for name in names:
+        try:
+            rgb = decode_image(root / name, max_pixels=DEFAULT_MAX_PIXELS).rgb
+        except BadImage:
+            continue
+        faces = detect_faces(rgb, detector)
+        if not faces:
+            continue
+        face = faces[0]
+        chips = align_faces(rgb, [face])
+        emb = embedder.embed(chips)
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ood.assess(
+                chips,
+                [min(face.width, face.height)],
+                [face.landmarks],
+                [face.score],
+                emb,
+                model,
+                rules,
+            )
+            samples.append(time.perf_counter() - t0)
+        return 1000 * float(np.median(samples))
+    return float("nan")
 
 
 def _rows(
@@ -209,26 +242,46 @@ def _rows(
     return rows
 
 
+def held_out_identities(names: np.ndarray, model: ood.OodModel, root: Path) -> np.ndarray:
+    """Per identity: did the filter never train on it? On the folder it was trained on, the
+    identities its own split (drawn from the labels, `identity_splits`) kept out of training;
+    on any other folder every identity."""
+    meta = model.meta
+    trained_on = Path(str(meta.get("dataset", ""))).resolve()
+    if trained_on != root.resolve():
+        return np.ones(len(names), dtype=bool)
+    sample_pass = meta.get("sample_pass", {})
+    splits = T.identity_splits(
+        [str(n) for n in names],
+        int(sample_pass.get("seed", 0)),
+        float(sample_pass.get("held_out", 0.3)),
+    )
+    return np.array([splits[str(n)] != "train" for n in names], dtype=bool)
+
+
 def evaluate(
     samples: T.Samples,
     model: ood.OodModel,
     rules: ood.Rules,
-    split_seed: int,
+    held_out_names: np.ndarray,
     ms_filter: float,
     params: SearchParams | None = None,
     timing: int = 200,
 ) -> tuple[list[Row], dict[str, Any]]:
-    """Rows on clean LFW (all identities, held-out identities) and on held-out identities with
-    the degraded copies of their images added to the gallery and the probes (the seeds' setting:
-    a reference set that holds bad photos)."""
+    """Rows on the clean faces (all identities, held-out identities) and on held-out identities
+    with the degraded copies of their images added to the gallery and the probes (the seeds'
+    setting: a reference set that holds bad photos). `held_out_names` is per identity, in the
+    sorted order of the clean rows' identities (`held_out_identities`)."""
     params = params or SearchParams()
     clean = samples.subset((samples.kind == T.CLEAN) & samples.detected)
     names, labels = np.unique(clean.identity, return_inverse=True)
+    if len(held_out_names) != len(names):
+        raise ValueError("held_out_names needs one entry per identity of the clean rows")
     split = closed_set_split(labels, np.ones(len(clean), dtype=bool))
     accepted = ~verdicts(clean, model, rules).rejected
-    held_out = np.array([T.split_of(str(n), split_seed) != "train" for n in names])[labels]
+    held_out = held_out_names[labels]
 
-    degraded = samples.subset((samples.kind != T.CLEAN) & samples.detected)
+    degraded = samples.subset(np.isin(samples.kind, T.DEGRADED) & samples.detected)
     row_of = {str(p): i for i, p in enumerate(clean.path)}
     source = np.array([row_of.get(str(p), -1) for p in degraded.path], dtype=np.int64)
     degraded = degraded.subset(source >= 0)
@@ -285,7 +338,7 @@ def evaluate(
         "rejected_share": round(float((~accepted).mean()), 4),
         "gallery_rejected": int((~accepted[split.gallery]).sum()),
         "probes_rejected": int((~accepted[split.probes]).sum()),
-        "held_out_identities": int(sum(T.split_of(str(n), split_seed) != "train" for n in names)),
+        "held_out_identities": int(held_out_names.sum()),
         "probes_losing_their_identity": lost,
         "identities_failing_to_enrol": unenrolled,
         "error_sources": error_sources(
@@ -352,134 +405,175 @@ def rows_markdown(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def filter_markdown(meta: dict[str, Any]) -> str:
-    """The filter's own confusion tables (from its json metadata), the seeds' layout."""
-    m = meta["metrics"]
-    lines = [
-        "| rows | n | accuracy | TPR | TNR | FPR | FNR | degraded rejected | clean rejected "
-        "| k-NN errors rejected | AUC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for split in ("train", "calibration", "test", "held_out"):
-        s = m[split]
-        c = s["confusion"]
-        lines.append(
-            f"| {split} | {c['n']} | {_pct(c['accuracy'])} | {_pct(c['TPR'])} | {_pct(c['TNR'])} "
-            f"| {_pct(c['FPR'])} | {_pct(c['FNR'])} | {_pct(s['degraded_rejected'])} "
-            f"| {_pct(s['clean_rejected'])} | {_pct(s['knn_errors_rejected'])} | {_auc(s['auc'])} |"
+def _kind_label(kind: str) -> str:
+    return kind.replace("_", " ")
+
+
+def shift_table(m: dict[str, Any], missed: dict[str, Any]) -> str:
+    """The filter per shift on held-out identities (`evaluate_rows` output): how often it
+    rejects each benign shift (target <= 5%) and each degradation (target >= 90% overall), how
+    often 1-NN gets those faces wrong, and how often the detector no longer finds the face."""
+    per, n, err = m["per_kind_rejected"], m["per_kind_n"], m["per_kind_nn_error"]
+    hard = m.get("per_kind_hard", {})
+
+    def line(kind: str, group: str) -> str:
+        miss = missed.get(kind, {"missed": 0, "of": 0})
+        lost = miss["missed"] / miss["of"] if miss["of"] else None
+        return (
+            f"| {_kind_label(kind)} | {group} | {n.get(kind, 0)} | {_pct(per.get(kind))} | "
+            f"{_pct(hard.get(kind))} | {_pct(err.get(kind))} | {_pct(lost)} |"
         )
-    kinds = m["test"]["per_kind_rejected"]
-    missed = m["detector_missed"]
+
+    lines = [
+        "| shift | kind | faces | filter rejects | of which by the hard rules | 1-NN error "
+        "| detector misses (all splits) |",
+        "|---|---|---|---|---|---|---|",
+        line(T.CLEAN, "clean"),
+    ]
+    lines += [line(k, "benign") for k in T.BENIGN if k in per]
+    lines += [line(k, "degraded") for k in T.DEGRADED if k in per]
+    e, eb = m["nn_error"], m["nn_error_clean_benign"]
+    worst = max((per[k] or 0.0 for k in (T.CLEAN, *T.BENIGN) if k in per), default=0.0)
     lines += [
         "",
-        "Per degradation (test half): share the filter rejects among faces the detector still "
-        "finds, and share the detector no longer finds at all (those never reach the filter).",
-        "",
-        "| degradation | filter rejects | detector misses |",
-        "|---|---|---|",
+        f"- clean + benign faces rejected: {_pct(m['benign_rejected'])} of the benign shifts, "
+        f"{_pct(m['clean_rejected'])} of the clean faces, worst single shift {_pct(worst)} "
+        "(target <= 5% each).",
+        f"- degraded faces rejected: {_pct(m['degraded_rejected'])} of {m['n_degraded']} "
+        "(target >= 90%).",
+        f"- 1-NN error among rejected faces {_pct(e['rejected'])} ({e['n_rejected']}) vs "
+        f"accepted {_pct(e['accepted'])} ({e['n_accepted']}): ratio {e['ratio']} "
+        "(target >= 5); "
+        f"clean and benign faces only: {_pct(eb['rejected'])} ({eb['n_rejected']}) vs "
+        f"{_pct(eb['accepted'])} ({eb['n_accepted']}), ratio {eb['ratio']}.",
+        f"- confusion (positive = out of distribution): TPR {_pct(m['confusion']['TPR'])}, "
+        f"FPR {_pct(m['confusion']['FPR'])}, AUC {_auc(m['auc'])}.",
     ]
-    for kind in sorted(kinds):
-        miss = missed.get(kind, {"missed": 0, "of": 0})
-        lines.append(
-            f"| {kind} | {_pct(kinds[kind])} | "
-            f"{_pct(miss['missed'] / miss['of'] if miss['of'] else None)} |"
-        )
-    if "ablation" in meta:
-        lines += [
-            "",
-            "Feature sets (test half, threshold calibrated the same way):",
-            "",
-            "| inputs | degraded rejected | clean rejected | k-NN errors rejected | AUC |",
-            "|---|---|---|---|---|",
-        ]
-        for name, a in meta["ablation"].items():
-            t = a["test"]
-            lines.append(
-                f"| {name} | {_pct(t['degraded_rejected'])} | {_pct(t['clean_rejected'])} | "
-                f"{_pct(t['knn_errors_rejected'])} | {_auc(t['auc'])} |"
-            )
     return "\n".join(lines)
 
 
-def run(root: Path, cache_dir: Path | None, *, write_benchmarks: bool = True) -> str:
-    """Evaluate the shipped filter on `root`; returns the markdown (and writes BENCHMARKS.md)."""
+def ablation_line(name: str, m: dict[str, Any]) -> str:
+    per = m["per_kind_rejected"]
+    worst = max((per[k] or 0.0 for k in (T.CLEAN, *T.BENIGN) if k in per), default=0.0)
+    return (
+        f"| {name} | {_pct(m['clean_rejected'])} | {_pct(worst)} | "
+        f"{_pct(m['degraded_rejected'])} | {m['nn_error']['ratio']} | {_auc(m['auc'])} |"
+    )
+
+
+ABLATION_HEADER = (
+    "| inputs | clean rejected | worst benign shift rejected | degraded rejected "
+    "| 1-NN error ratio rejected/accepted | AUC |\n|---|---|---|---|---|---|"
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `manage.py evaluate --ood` honours."""
+
+    seed: int = 0  # the degradations drawn per image
+    limit: int = 0  # the first N images (sorted), 0: all
+    pairs: Path | None = None  # LFW-format pairs: verification with and without the filter
+    workers: int = 2
+
+
+def pair_rows(
+    samples: T.Samples, accepted: np.ndarray, pairs: Pairs, same: float
+) -> dict[str, Any]:
+    """Verification at the app's suggestion distance on the pairs whose two faces were found:
+    on all of them, and on those whose two faces the filter accepts."""
+    clean = samples.subset((samples.kind == T.CLEAN) & samples.detected)
+    row = {str(p): i for i, p in enumerate(clean.path)}
+    a = np.array([row.get(x, -1) for x in pairs.first])
+    b = np.array([row.get(x, -1) for x in pairs.second])
+    found = (a >= 0) & (b >= 0)
+    a, b, truth = a[found], b[found], pairs.same[found]
+    dist = np.linalg.norm(clean.embedding[a] - clean.embedding[b], axis=1)
+    correct = (dist <= same) == truth
+    both = accepted[a] & accepted[b]
+    return {
+        "pairs": len(pairs.same),
+        "found": int(found.sum()),
+        "both_accepted": int(both.sum()),
+        "accuracy_all": round(float(correct.mean()), 4) if len(correct) else None,
+        "accuracy_accepted": round(float(correct[both].mean()), 4) if both.any() else None,
+        "threshold": same,
+    }
+
+
+def run(root: Path, cache_dir: Path | None, options: RunOptions = RunOptions()) -> str:
+    """Evaluate the shipped filter on `root` through the app's pipeline (its detector, its
+    embedder, its search settings); returns the markdown. Writes nothing but the cache: the
+    caller decides where the report goes (never BENCHMARKS.md from here)."""
     from django.conf import settings
 
-    from evaluation.folder import embed_labeled_folder
+    from recognition.core.calibration import thresholds
+    from recognition.core.embedding import get_embedder
+    from recognition.index.search import search_params
+    from recognition.runtime import detector_config
     from recognition.runtime import rules as app_rules
 
     model = ood.get_model()
     if model is None:
         raise RuntimeError("no out-of-distribution model in recognition/weights: run train_ood")
-    sample_pass = model.meta["sample_pass"]
-    detector = DetectorConfig(**sample_pass["detector"])
-    data = embed_labeled_folder(root, cache_dir, detector=detector, progress=False)
-    clean = {n: data.embeddings[i] for i, n in enumerate(data.names) if data.found[i]}
-    samples = T.build_samples(
-        root,
-        cache_dir,
-        T.PassConfig(
-            detector=detector,
-            per_image=sample_pass["degraded_per_image"],
-            seed=sample_pass["seed"],
-            embedder=settings.FACEWEB_EMBEDDER,
-        ),
-        workers=2,
-        clean_embeddings=clean,
+    detector = replace(detector_config(), threads=1)
+    config = T.PassConfig(
+        detector=detector,
+        per_image=1.0,
+        seed=options.seed,
+        embedder=settings.FACEWEB_EMBEDDER,
+        benign_train=0,
+        benign_cal=0,
+        benign_test=0,
+        max_per_identity=0,
+        singles=True,
+        limit=options.limit,
     )
+    samples = T.build_samples(root, cache_dir, config, workers=options.workers)
     rules = app_rules()
-    first = next(n for n, _ in list_labeled_images(root))
-    rows, facts = evaluate(
-        samples, model, rules, sample_pass["seed"], filter_ms_per_face(root, first, model, rules)
-    )
-    markdown = "\n".join(
-        [
-            f"## Out-of-distribution filter ({model.version}) and exclusion",
+    clean = samples.subset((samples.kind == T.CLEAN) & samples.detected)
+    names = np.unique(clean.identity)
+    held_out = held_out_identities(names, model, root)
+    embedder = get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None)
+    images = [str(p) for p in samples.path[samples.kind == T.CLEAN]]
+    ms = filter_ms_per_face(root, images, model, rules, detector, embedder)
+    params = search_params()
+    rows, facts = evaluate(samples, model, rules, held_out, ms, params)
+    trained_here = bool(held_out.sum() < len(held_out))
+    lines = [
+        f"## Out-of-distribution filter ({model.version}) and exclusion on {root.name}",
+        "",
+        f"`manage.py evaluate {root} --ood --seed {options.seed}"
+        + (f" --limit {options.limit}" if options.limit else "")
+        + (f" --pairs {options.pairs}" if options.pairs else "")
+        + "`: measured now, through the app's detector "
+        f"({detector.model}), embedder ({settings.FACEWEB_EMBEDDER}) and search settings "
+        f"(levels {list(params.levels)}, delta {params.delta}). Filter `{model.version}`, "
+        f"threshold {model.threshold:.3f}; it rejects {_pct(facts['rejected_share'])} of the "
+        f"{facts['images']} clean faces here. "
+        + (
+            f"Held-out: the {facts['held_out_identities']} identities of this folder the filter "
+            "never trained on (its own split, drawn from the labels)."
+            if trained_here
+            else "The filter never trained on this folder: every identity is held out."
+        ),
+        f"Filter time per face (a real face, its own embedding): {ms:.2f} ms.",
+        "",
+        rows_markdown(rows),
+        "",
+        summary(rows),
+        "",
+        _error_sources_text(facts["error_sources"]),
+    ]
+    if options.pairs is not None:
+        accepted = ~verdicts(clean, model, rules).rejected
+        same = thresholds(settings.FACEWEB_EMBEDDER).possible
+        p = pair_rows(samples, accepted, read_pairs(options.pairs), same)
+        lines += [
             "",
-            f"Filter `{model.version}` trained by `manage.py train_ood {model.meta['dataset']}` "
-            f"on {model.meta['created_at']}: threshold {model.threshold:.3f} on "
-            "P(out-of-distribution), hard rules "
-            f"(face < {rules.min_face_px} px, Laplacian variance < {rules.min_blur:.0f}). "
-            "Positive = out of distribution (degraded, or misidentified by leave-one-out 1-NN); "
-            "threshold calibrated on the calibration half of the held-out identities, numbers "
-            "reported on the test half.",
-            "",
-            f"Training time with the sample pass cached: {model.meta['seconds']['training']} s "
-            "(the cold pass, detect + degrade + embed 6,360 images and 6,360 degraded copies, "
-            "took 10 min with 2 workers on the shared 2-core machine).",
-            "",
-            filter_markdown(model.meta),
-            "",
-            f"Identification with exclusion: `manage.py evaluate {root} --ood`. Closed set, "
-            "every 2nd image of each multi-image identity is a probe, the rest and all "
-            "single-image identities the gallery; the filter rejects "
-            f"{_pct(facts['rejected_share'])} "
-            f"of the {facts['images']} clean LFW faces ({facts['gallery_rejected']} gallery "
-            f"images, {facts['probes_rejected']} probes). Held-out: the "
-            f"{facts['held_out_identities']} identities the filter never trained on. "
-            "Probes whose identity loses every gallery image to the filter (so can only be "
-            "wrong under exclusion): "
-            + ", ".join(
-                f"{k} {v} (their {facts['identities_failing_to_enrol'][k][0]} identities of "
-                f"{facts['identities_failing_to_enrol'][k][1]} fail to enrol)"
-                for k, v in facts["probes_losing_their_identity"].items()
-            )
-            + ". The rows marked 'still enrolled' are the closed-set comparison proper: both "
-            "galleries, same probes, namely those whose identity keeps an accepted gallery image "
-            "(failure to enrol is the separate cost counted above, as ISO/IEC 19795 reports it). "
-            + _error_sources_text(facts["error_sources"])
-            + " Held-out + degraded copies: the detected degraded variants of held-out images join "
-            f"the gallery ({facts['degraded_gallery']}) and the probes "
-            f"({facts['degraded_probes']}) next to their clean originals. Staged "
-            f"k-NN: levels {facts['params']['levels']}, delta {facts['params']['delta']}.",
-            "",
-            rows_markdown(rows),
-            "",
-            summary(rows),
+            f"Pairs ({options.pairs.name}): {p['found']} of {p['pairs']} with both faces found; "
+            f"verification at distance {p['threshold']}: {_pct(p['accuracy_all'])} on all of "
+            f"them, {_pct(p['accuracy_accepted'])} on the {p['both_accepted']} whose two faces "
+            "the filter accepts.",
         ]
-    )
-    if write_benchmarks:
-        from bench._report import write_section
-
-        write_section("ood", markdown)
-    return markdown
+    return "\n".join(lines)

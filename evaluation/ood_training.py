@@ -38,12 +38,16 @@ from recognition.core.versions import EMBEDDING_DIM
 
 logger = logging.getLogger(__name__)
 
-PASS_VERSION = 3  # bump when the sample pass changes what it computes
+PASS_VERSION = 4  # bump when the sample pass changes what it computes
 CLEAN = "clean"
+BENIGN = tuple(sorted(deg.BENIGN))
+DEGRADED = tuple(sorted(deg.DEGRADATIONS))
+SPLITS = ("train", "cal", "test")
+SINGLE = "single"  # a single-image identity: a clean gallery distractor, never a probe
 
 
 # ---------------------------------------------------------------------------------------------
-# The sample pass: one clean row per image and its degraded variants, cached as .npz
+# The sample pass: one clean row per image, its benign shifts and degraded variants, cached as .npz
 
 
 @dataclass
@@ -52,7 +56,8 @@ class Samples:
 
     path: np.ndarray  # (N,) str, relative to the dataset root
     identity: np.ndarray  # (N,) str
-    kind: np.ndarray  # (N,) str: "clean" or a degradation name
+    kind: np.ndarray  # (N,) str: "clean", a benign shift or a degradation name
+    split: np.ndarray  # (N,) str: "train" | "cal" | "test", by identity
     detected: np.ndarray  # (N,) bool: the detector found the face (misalign: always)
     quality: np.ndarray  # (N, len(FEATURES)) float32
     embedding: np.ndarray  # (N, 128) float32; zeros where not detected
@@ -83,14 +88,18 @@ def _raw_row(q: ood.Quality) -> np.ndarray:
     return np.array(list(q.__dict__.values()), dtype=np.float32)
 
 
-def kinds_for(rel: str, seed: int, per_image: float) -> list[str]:
-    """The degradations of one image: deterministic in (seed, path)."""
-    rng = np.random.default_rng([seed, zlib.crc32(rel.encode())])
-    names = sorted(deg.DEGRADATIONS)
-    count = int(per_image) + (1 if rng.random() < per_image - int(per_image) else 0)
-    return [
-        names[int(i)] for i in rng.choice(len(names), size=min(count, len(names)), replace=False)
-    ]
+def identity_splits(identities: Iterable[str], seed: int, held_out: float = 0.3) -> dict[str, str]:
+    """'train', 'cal' or 'test' per identity: a seeded permutation of the sorted labels, the
+    first `held_out` of it held out (half calibration, half test). Drawn from the labels, so every
+    variant of a folder gets the same split."""
+    names = sorted(set(identities))
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_cal = round(len(names) * held_out / 2)
+    n_test = round(len(names) * held_out) - n_cal
+    out = {}
+    for rank, i in enumerate(order):
+        out[names[i]] = "cal" if rank < n_cal else "test" if rank < n_cal + n_test else "train"
+    return out
 
 
 @dataclass(frozen=True)
@@ -99,19 +108,73 @@ class PassConfig:
     per_image: float = 1.0  # degraded variants per image (fractions: a random share of images)
     seed: int = 0
     embedder: str = "dlib-resnet-v1"
+    # Benign shifts per image: training and calibration images get a random few, test images
+    # every one (the per-shift table is measured there).
+    benign_train: int = 1
+    benign_cal: int = 4
+    # Subsample: identities with 2+ images only (1-NN needs a mate), at most this many images
+    # each (0: all); single-image identities are left out.
+    max_per_identity: int = 2
+    held_out: float = 0.3
+    benign_test: int = -1  # -1: every benign shift
+    singles: bool = False  # single-image identities too (clean rows only: gallery distractors)
+    limit: int = 0  # only the first N images of the folder (sorted), 0: all
+
+
+def kinds_for(rel: str, split: str, config: PassConfig) -> list[str]:
+    """The variants of one image besides the clean one: deterministic in (seed, path)."""
+    if split == SINGLE:
+        return []
+    rng = np.random.default_rng([config.seed, zlib.crc32(rel.encode())])
+    per = config.per_image
+    count = int(per) + (1 if rng.random() < per - int(per) else 0)
+    degraded = [
+        DEGRADED[int(i)]
+        for i in rng.choice(len(DEGRADED), size=min(count, len(DEGRADED)), replace=False)
+    ]
+    n_benign = {"train": config.benign_train, "cal": config.benign_cal}.get(
+        split, config.benign_test
+    )
+    if n_benign < 0:
+        n_benign = len(BENIGN)
+    benign = [
+        BENIGN[int(i)]
+        for i in rng.choice(len(BENIGN), size=min(n_benign, len(BENIGN)), replace=False)
+    ]
+    return sorted(benign) + degraded
+
+
+def select_images(root: Path, config: PassConfig) -> list[tuple[str, str, str]]:
+    """(relative path, identity, split) of the images the pass covers."""
+    items = list_labeled_images(root)
+    if config.limit:
+        items = items[: config.limit]
+    by_identity: dict[str, list[str]] = {}
+    for rel, identity in items:
+        by_identity.setdefault(identity, []).append(rel)
+    multi = {k: sorted(v) for k, v in by_identity.items() if len(v) >= 2}
+    splits = identity_splits(multi, config.seed, config.held_out)
+    rng = np.random.default_rng(config.seed)
+    chosen = []
+    for identity in sorted(by_identity):
+        rels = sorted(by_identity[identity])
+        if identity not in multi:
+            if config.singles:
+                chosen.append((rels[0], identity, SINGLE))
+            continue
+        if config.max_per_identity and len(rels) > config.max_per_identity:
+            picks = rng.choice(len(rels), size=config.max_per_identity, replace=False)
+            rels = [rels[int(i)] for i in sorted(picks)]
+        chosen += [(rel, identity, splits[identity]) for rel in rels]
+    return chosen
 
 
 def _analyse_one(
-    root: str,
-    rel: str,
-    identity: str,
-    config: PassConfig,
-    clean_embedding: np.ndarray | None = None,
+    root: str, rel: str, identity: str, split: str, config: PassConfig
 ) -> list[tuple[Any, ...]]:
-    """Rows (rel, identity, kind, detected, quality, embedding, face grey) for one image.
-
-    `clean_embedding`, when the evaluation cache has it, saves embedding the clean chip again.
-    """
+    """Rows (rel, identity, kind, split, detected, quality, embedding, face grey) for one image,
+    through the app's own pipeline: the detector on the whole (shifted) photo, dlib alignment,
+    the embedder."""
     from recognition.core.embedding import get_embedder
 
     embedder = get_embedder(config.embedder, "cpu")
@@ -119,17 +182,17 @@ def _analyse_one(
     h, w = rgb.shape[:2]
     clean = _centre_face(detect_faces(rgb, config.detector), w, h)
     if clean is None:
-        return []
+        return [(rel, identity, CLEAN, split, False, None, None, None)]
     box = deg.Box(clean.left, clean.top, clean.right, clean.bottom)
     chips = [align_faces(rgb, [clean])[0]]
     dets: list[DetectedFace | None] = [clean]
     kinds = [CLEAN]
     rng = np.random.default_rng([config.seed, zlib.crc32(rel.encode()), 1])
-    for kind in kinds_for(rel, config.seed, config.per_image):
-        d = deg.degrade(rgb, box, kind, rng)
+    for kind in kinds_for(rel, split, config):
+        d = deg.shift(rgb, box, kind, rng)
         if d.landmark_shift is not None:
             moved = deg.shift_landmarks(np.asarray(clean.landmarks), d.landmark_shift)
-            found = DetectedFace(
+            found: DetectedFace | None = DetectedFace(
                 clean.left,
                 clean.top,
                 clean.right,
@@ -139,14 +202,9 @@ def _analyse_one(
                 clean.too_small,
             )
         else:
-            shifted = box
-            if kind == "partial":
-                # The crop moved the origin; find where the face box went.
-                dy = rgb.shape[0] - d.rgb.shape[0] if d.params["side"] == 2 else 0
-                dx = rgb.shape[1] - d.rgb.shape[1] if d.params["side"] == 0 else 0
-                shifted = deg.Box(box.left - dx, box.top - dy, box.right - dx, box.bottom - dy)
+            where = d.box or box
+            target = (where.left, where.top, where.right, where.bottom)
             candidates = detect_faces(d.rgb, config.detector)
-            target = (shifted.left, shifted.top, shifted.right, shifted.bottom)
             found = max(candidates, key=lambda f: iou(_box(f), target), default=None)
             if found is not None and iou(_box(found), target) < 0.3:
                 found = None
@@ -155,19 +213,18 @@ def _analyse_one(
         chips.append(
             align_faces(d.rgb, [found])[0] if found is not None else np.zeros_like(chips[0])
         )
-    if clean_embedding is not None:
-        embeddings = np.concatenate([clean_embedding[None], embedder.embed(np.stack(chips[1:]))])
-    else:
-        embeddings = embedder.embed(np.stack(chips))
-    rows = []
+    keep = [i for i, det in enumerate(dets) if det is not None]
+    embeddings = np.zeros((len(chips), EMBEDDING_DIM), dtype=np.float32)
+    embeddings[keep] = embedder.embed(np.stack([chips[i] for i in keep]))
+    rows: list[tuple[Any, ...]] = []
     for kind, det, chip, emb in zip(kinds, dets, chips, embeddings, strict=True):
         if det is None:
-            rows.append((rel, identity, kind, False, None, None, None))
+            rows.append((rel, identity, kind, split, False, None, None, None))
             continue
         q = ood.quality_features(
             chip, min(det.width, det.height), det.landmarks, det.score, emb, None
         )
-        rows.append((rel, identity, kind, True, q, emb, ood.face_grey(chip)))
+        rows.append((rel, identity, kind, split, True, q, emb, ood.face_grey(chip)))
     return rows
 
 
@@ -179,21 +236,17 @@ def _worker_init(embedder: str) -> None:
     torch.set_num_threads(1)
 
 
-def _analyse_star(
-    args: tuple[str, str, str, PassConfig, np.ndarray | None],
-) -> list[tuple[Any, ...]]:
+def _analyse_star(args: tuple[str, str, str, str, PassConfig]) -> list[tuple[Any, ...]]:
     return _analyse_one(*args)
 
 
-def _cache_key(
-    root: Path, items: list[tuple[str, str]], config: PassConfig, reuse_clean: bool
-) -> str:
+def _cache_key(root: Path, items: list[tuple[str, str, str]], config: PassConfig) -> str:
     h = hashlib.sha1()
-    h.update(f"{PASS_VERSION}|{root.resolve()}|{config}|{reuse_clean}".encode())
-    # The degradations' ranges are part of what the cache holds.
+    h.update(f"{PASS_VERSION}|{root.resolve()}|{config}".encode())
+    # The shifts' and degradations' ranges are part of what the cache holds.
     h.update(Path(deg.__file__).read_bytes())
-    for rel, _ in items:
-        h.update(rel.encode())
+    for rel, _, split in items:
+        h.update(f"{rel}|{split}".encode())
         h.update(str((root / rel).stat().st_size).encode())
     return h.hexdigest()[:16]
 
@@ -204,41 +257,35 @@ def build_samples(
     config: PassConfig = PassConfig(),
     workers: int = 1,
     progress: bool = False,
-    clean_embeddings: dict[str, np.ndarray] | None = None,
 ) -> Samples:
-    """Detect, degrade, align and embed every image of a labelled folder (cached).
-
-    `clean_embeddings` (relative path -> embedding, from the evaluation package's cache of the
-    same folder, detector and embedder) are used for the clean rows instead of embedding again.
-    """
-    items = list_labeled_images(root)
+    """Detect, shift or degrade, align and embed the selected images of a labelled folder
+    (cached: the embedding is the cost)."""
+    items = select_images(root, config)
     if not items:
-        raise ValueError(f"no labelled images under {root} (expected <root>/<identity>/<image>)")
+        raise ValueError(
+            f"no identity with 2+ images under {root} (expected <root>/<identity>/<image>)"
+        )
     cache = None
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        cache = (
-            cache_dir
-            / f"ood-samples-{_cache_key(root, items, config, clean_embeddings is not None)}.npz"
-        )
+        cache = cache_dir / f"ood-samples-{_cache_key(root, items, config)}.npz"
         if cache.exists():
             with np.load(cache, allow_pickle=False) as data:
                 return Samples(**{k: data[k] for k in Samples.__dataclass_fields__})
-    known = clean_embeddings or {}
-    jobs = [(str(root), rel, ident, config, known.get(rel)) for rel, ident in items]
+    jobs = [(str(root), rel, ident, split, config) for rel, ident, split in items]
     started = time.perf_counter()
     rows: list[tuple[Any, ...]] = []
     if workers > 1:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(workers, initializer=_worker_init, initargs=(config.embedder,)) as pool:
-            for i, result in enumerate(pool.imap(_analyse_star, jobs, chunksize=16)):
+            for i, result in enumerate(pool.imap(_analyse_star, jobs, chunksize=8)):
                 rows.extend(result)
-                if progress and i % 500 == 0:
+                if progress and i % 200 == 0:
                     logger.info("sample pass: %d/%d images", i, len(jobs))
     else:
         for i, job in enumerate(jobs):
             rows.extend(_analyse_one(*job))
-            if progress and i % 500 == 0:
+            if progress and i % 200 == 0:
                 logger.info("sample pass: %d/%d images", i, len(jobs))
     logger.info("sample pass: %d rows in %.0f s", len(rows), time.perf_counter() - started)
     n = len(rows)
@@ -246,18 +293,19 @@ def build_samples(
         path=np.array([r[0] for r in rows], dtype=str),
         identity=np.array([r[1] for r in rows], dtype=str),
         kind=np.array([r[2] for r in rows], dtype=str),
-        detected=np.array([r[3] for r in rows], dtype=bool),
+        split=np.array([r[3] for r in rows], dtype=str),
+        detected=np.array([r[4] for r in rows], dtype=bool),
         quality=np.zeros((n, len(ood.FEATURES)), dtype=np.float32),
         embedding=np.zeros((n, EMBEDDING_DIM), dtype=np.float32),
         raw=np.zeros((n, len(ood.Quality.__dataclass_fields__)), dtype=np.float32),
         grey=np.zeros((n, 100, 100), dtype=np.uint8),
     )
     for i, r in enumerate(rows):
-        if r[3]:
-            samples.quality[i] = r[4].vector()
-            samples.raw[i] = _raw_row(r[4])
-            samples.embedding[i] = r[5]
-            samples.grey[i] = r[6]
+        if r[4]:
+            samples.quality[i] = r[5].vector()
+            samples.raw[i] = _raw_row(r[5])
+            samples.embedding[i] = r[6]
+            samples.grey[i] = r[7]
     if cache is not None:
         tmp = cache.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **{k: getattr(samples, k) for k in Samples.__dataclass_fields__})
@@ -288,8 +336,35 @@ def knn_errors(embeddings: np.ndarray, identities: np.ndarray) -> np.ndarray:
     return errors
 
 
+def nn_errors(
+    probes: np.ndarray,
+    probe_identity: np.ndarray,
+    probe_path: np.ndarray,
+    gallery: np.ndarray,
+    gallery_identity: np.ndarray,
+    gallery_path: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """1-NN of each probe among the gallery without its own source image: (error, is_probe).
+
+    A probe whose identity has no other gallery image cannot be right or wrong (is_probe False).
+    """
+    errors = np.zeros(len(probes), dtype=bool)
+    is_probe = np.zeros(len(probes), dtype=bool)
+    for start in range(0, len(probes), 1024):
+        block = slice(start, min(start + 1024, len(probes)))
+        d = squared_distances(probes[block].astype(np.float32), gallery.astype(np.float32))
+        same_image = probe_path[block, None] == gallery_path[None, :]
+        d[same_image] = np.inf
+        mates = (probe_identity[block, None] == gallery_identity[None, :]) & ~same_image
+        nearest = d.argmin(axis=1)
+        is_probe[block] = mates.any(axis=1)
+        errors[block] = is_probe[block] & (gallery_identity[nearest] != probe_identity[block])
+    return errors, is_probe
+
+
 def split_of(identity: str, seed: int, held_out: float = 0.3) -> str:
-    """'train', 'cal' or 'test', by identity; deterministic in (seed, identity)."""
+    """'train', 'cal' or 'test' by a hash of the identity: kept for rows without a labelled
+    folder (reviews); the sample pass uses `identity_splits`."""
     h = zlib.crc32(f"{seed}:{identity}".encode()) % 10_000 / 10_000
     if h >= held_out:
         return "train"
@@ -301,12 +376,17 @@ class Dataset:
     samples: Samples  # detected rows only
     label: np.ndarray  # 1 = out of distribution
     split: np.ndarray  # 'train' | 'cal' | 'test' | 'review'
-    knn_error: np.ndarray
+    knn_error: np.ndarray  # clean or benign rows that 1-NN misidentifies (their OOD label)
     missed: dict[str, tuple[int, int]]  # kind -> (not detected, total), over all rows
     weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    nn_error: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # every row
+    probe: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # has a mate
 
 
-def make_dataset(samples: Samples, seed: int) -> Dataset:
+def make_dataset(samples: Samples) -> Dataset:
+    """Labels as the seeds define them: a degraded face is out of distribution; a clean face or
+    a benign shift of one is out of distribution only when 1-NN misidentifies it (against the
+    clean faces, without its own source image)."""
     missed: dict[str, tuple[int, int]] = {}
     for kind in np.unique(samples.kind):
         rows = samples.kind == kind
@@ -315,11 +395,21 @@ def make_dataset(samples: Samples, seed: int) -> Dataset:
     # From the raw fields, so a change in how features are derived needs no new sample pass.
     s.quality = quality_vectors(s.raw)
     clean = s.kind == CLEAN
-    errors = np.zeros(len(s), dtype=bool)
-    errors[clean] = knn_errors(s.embedding[clean], s.identity[clean])
-    label = (~clean | errors).astype(np.int64)
-    split = np.array([split_of(str(i), seed) for i in s.identity])
-    return Dataset(s, label, split, errors, missed, np.ones(len(s), dtype=np.float32))
+    degraded = np.isin(s.kind, DEGRADED)
+    errors, probe = nn_errors(
+        s.embedding, s.identity, s.path, s.embedding[clean], s.identity[clean], s.path[clean]
+    )
+    label = (degraded | errors).astype(np.int64)
+    return Dataset(
+        s,
+        label,
+        s.split.copy(),
+        errors & ~degraded,
+        missed,
+        np.ones(len(s), dtype=np.float32),
+        errors,
+        probe,
+    )
 
 
 def add_rows(
@@ -340,6 +430,7 @@ def add_rows(
         path=np.array([""] * n, dtype=str),
         identity=np.array([identity or f"review-{i}" for i in range(n)], dtype=str),
         kind=np.array([kind] * n, dtype=str),
+        split=np.array([split] * n, dtype=str),
         detected=np.ones(n, dtype=bool),
         quality=quality,
         embedding=embeddings.astype(np.float32),
@@ -359,6 +450,8 @@ def add_rows(
         np.concatenate([data.knn_error, np.zeros(n, dtype=bool)]),
         data.missed,
         np.concatenate([data.weight, np.ones(n, dtype=np.float32)]),
+        np.concatenate([data.nn_error, np.zeros(n, dtype=bool)]),
+        np.concatenate([data.probe, np.zeros(n, dtype=bool)]),
     )
 
 
@@ -506,20 +599,45 @@ def hard_rejects(data: Dataset, rows: np.ndarray, rules: ood.Rules) -> np.ndarra
     raw = data.samples.raw[rows]
     size = raw[:, QUALITY_FIELDS.index("size_px")]
     blur = raw[:, QUALITY_FIELDS.index("blur")]
-    return (size < rules.min_face_px) | (blur < rules.min_blur)
+    contrast = raw[:, QUALITY_FIELDS.index("contrast")]
+    return (size < rules.min_face_px) | ((blur < rules.min_blur) & (contrast >= rules.low_contrast))
 
 
-def calibrate(scores: np.ndarray, hard: np.ndarray, clean: np.ndarray, target: float) -> float:
-    """The lowest threshold whose total clean rejection (rules or classifier) stays <= target."""
-    candidates = np.unique(np.concatenate([scores[clean], [1.0]]))
+def calibrate(
+    scores: np.ndarray, hard: np.ndarray, groups: Sequence[np.ndarray], target: float
+) -> float:
+    """The lowest threshold at which every group (clean faces, each benign shift) keeps its
+    total rejection (rules or classifier) <= target."""
+    groups = [g for g in groups if g.any()]
+    pooled = np.zeros(len(scores), dtype=bool)
+    for g in groups:
+        pooled |= g
+    candidates = np.unique(np.concatenate([scores[pooled], [1.0]]))
     best = 1.0
     for t in candidates[::-1]:
-        rejected = hard[clean] | (scores[clean] >= t)
-        if rejected.mean() <= target:
+        rejected = hard | (scores >= t)
+        if all(rejected[g].mean() <= target for g in groups):
             best = float(t)
         else:
             break
     return best
+
+
+def _ratio(a: np.ndarray) -> float | None:
+    return round(float(a.mean()), 4) if len(a) else None
+
+
+def error_rates(rejected: np.ndarray, error: np.ndarray, probe: np.ndarray) -> dict[str, Any]:
+    """1-NN error among rejected and among accepted faces (rows that have a mate only)."""
+    rej, acc = rejected & probe, ~rejected & probe
+    e_rej, e_acc = _ratio(error[rej]), _ratio(error[acc])
+    return {
+        "rejected": e_rej,
+        "accepted": e_acc,
+        "n_rejected": int(rej.sum()),
+        "n_accepted": int(acc.sum()),
+        "ratio": (round(e_rej / e_acc, 2) if e_rej is not None and e_acc else None),
+    }
 
 
 @dataclass
@@ -530,6 +648,7 @@ class TrainResult:
     threshold: float
     metrics: dict[str, Any]
     percentiles: dict[str, float]
+    typical: dict[str, float] = field(default_factory=dict)  # clean training medians
 
 
 def _round(x: float | None) -> float | None:
@@ -544,29 +663,31 @@ def evaluate_rows(
     label = data.label[rows]
     kind = data.samples.kind[rows]
     clean = kind == CLEAN
-    degraded = ~clean & (kind != "review")
+    benign = np.isin(kind, BENIGN)
+    degraded = np.isin(kind, DEGRADED)
+    knn = data.knn_error[rows]
+    error, probe = data.nn_error[rows], data.probe[rows]
     out: dict[str, Any] = {
         "confusion": rates(rejected, label),
         "auc": _round(roc_auc(np.where(hard, 1.0, scores), label)),
-        "degraded_rejected": round(float(rejected[degraded].mean()), 4) if degraded.any() else None,
-        "clean_rejected": round(float(rejected[clean].mean()), 4) if clean.any() else None,
-        "knn_errors_rejected": (
-            round(float(rejected[data.knn_error[rows]].mean()), 4)
-            if data.knn_error[rows].any()
-            else None
-        ),
-        "clean_correct_rejected": (
-            round(float(rejected[clean & (label == 0)].mean()), 4)
-            if (clean & (label == 0)).any()
-            else None
-        ),
-        "hard_rule_rejected": round(float(hard.mean()), 4) if len(hard) else None,
+        "degraded_rejected": _ratio(rejected[degraded]),
+        "clean_rejected": _ratio(rejected[clean]),
+        "benign_rejected": _ratio(rejected[benign]),
+        "knn_errors_rejected": _ratio(rejected[knn]),
+        "clean_correct_rejected": _ratio(rejected[clean & (label == 0)]),
+        "hard_rule_rejected": _ratio(hard),
         "n_clean": int(clean.sum()),
+        "n_benign": int(benign.sum()),
         "n_degraded": int(degraded.sum()),
-        "n_knn_errors": int(data.knn_error[rows].sum()),
-        "per_kind_rejected": {
-            str(k): round(float(rejected[kind == k].mean()), 4) for k in np.unique(kind[degraded])
-        },
+        "n_knn_errors": int(knn.sum()),
+        "per_kind_rejected": {str(k): _ratio(rejected[kind == k]) for k in np.unique(kind)},
+        "per_kind_n": {str(k): int((kind == k).sum()) for k in np.unique(kind)},
+        "per_kind_hard": {str(k): _ratio(hard[kind == k]) for k in np.unique(kind)},
+        "per_kind_nn_error": {str(k): _ratio(error[(kind == k) & probe]) for k in np.unique(kind)},
+        "nn_error": error_rates(rejected, error, probe),
+        "nn_error_clean_benign": error_rates(
+            rejected[clean | benign], error[clean | benign], probe[clean | benign]
+        ),
     }
     return out
 
@@ -597,10 +718,11 @@ def train(data: Dataset, config: TrainConfig, rules: ood.Rules) -> TrainResult:
         scores = torch.sigmoid(net(torch.from_numpy(x_all))).numpy().astype(np.float64)
     cal = data.split == "cal"
     test = data.split == "test"
+    cal_kind = data.samples.kind[cal]
     threshold = calibrate(
         scores[cal],
         hard_rejects(data, cal, rules),
-        data.samples.kind[cal] == CLEAN,
+        [cal_kind == k for k in (CLEAN, *BENIGN)],
         config.target_clean_reject,
     )
     metrics = {
@@ -622,7 +744,12 @@ def train(data: Dataset, config: TrainConfig, rules: ood.Rules) -> TrainResult:
             float(np.expm1(np.percentile(clean_train_q[:, ood.FEATURES.index("log_blur")], 1))), 2
         ),
     }
-    return TrainResult(net, spec, reference, threshold, metrics, percentiles)
+    raw = data.samples.raw[clean_train]
+    typical = {
+        name: round(float(np.median(raw[:, QUALITY_FIELDS.index(name)])), 2)
+        for name in ("blur", "brightness", "contrast", "noise")
+    }
+    return TrainResult(net, spec, reference, threshold, metrics, percentiles, typical)
 
 
 def counts_by(values: Iterable[str]) -> dict[str, int]:
@@ -665,14 +792,20 @@ def metadata(
         "feature_mean": [round(float(v), 6) for v in result.spec.mean],
         "feature_std": [round(float(v), 6) for v in result.spec.std],
         "feature_percentiles": result.percentiles,
+        "typical": result.typical,
         "reference_size": 0 if result.reference is None else len(result.reference.vectors),
         "rules": rules.__dict__,
         "train_config": {k: v for k, v in config.__dict__.items() if k != "features"},
         "sample_pass": {
             "detector": pass_config.detector.__dict__,
             "degraded_per_image": pass_config.per_image,
+            "benign_train": pass_config.benign_train,
+            "benign_cal": pass_config.benign_cal,
+            "max_per_identity": pass_config.max_per_identity,
+            "held_out": pass_config.held_out,
             "seed": pass_config.seed,
-            "degradations": sorted(deg.DEGRADATIONS),
+            "degradations": list(DEGRADED),
+            "benign_shifts": list(BENIGN),
         },
         "metrics": result.metrics,
         **(extra or {}),

@@ -61,6 +61,9 @@ SENTENCES = {
     "dark": "Too dark",
     "bright": "Too bright",
     "contrast": "Too little contrast",
+    "harsh": "Harsh light: very strong contrast",
+    "noise": "Grainy, noisy picture",
+    "detection": "Hard to make out as a face",
     "turned": "Head turned away",
     "tilted": "Head tilted to one side",
     "unusual": "Unusual face: not used for automatic matching",
@@ -70,14 +73,17 @@ SENTENCES = {
 }
 
 STRING_CODES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^face \d+ ?px|^small|too small", re.I), "small"),
-    (re.compile(r"^(extremely )?blur", re.I), "blur"),
-    (re.compile(r"^too dark|^dark", re.I), "dark"),
-    (re.compile(r"^too bright|^bright", re.I), "bright"),
+    (re.compile(r"^face \d+ ?px|^face is small|^small|too small", re.I), "small"),
+    (re.compile(r"^(extremely |strong )?blur", re.I), "blur"),
+    (re.compile(r"^too dark|^(very )?dark", re.I), "dark"),
+    (re.compile(r"^too bright|^(very )?bright", re.I), "bright"),
     (re.compile(r"^low contrast", re.I), "contrast"),
+    (re.compile(r"^harsh contrast", re.I), "harsh"),
+    (re.compile(r"^grainy", re.I), "noise"),
+    (re.compile(r"^barely recognisable", re.I), "detection"),
     (re.compile(r"^head turned|yaw", re.I), "turned"),
     (re.compile(r"^head tilted|roll", re.I), "tilted"),
-    (re.compile(r"^unlike typical|unusual", re.I), "unusual"),
+    (re.compile(r"^unlike typical|^unlike the faces|unusual", re.I), "unusual"),
     (re.compile(r"^classifier|score", re.I), "filter"),
     (re.compile(r"partial|cut off", re.I), "partial"),
 ]

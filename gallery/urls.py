@@ -38,6 +38,7 @@ urlpatterns = [
     path("faces/<int:face_id>/untag/", views.face_untag, name="face-untag"),
     path("faces/<int:face_id>/not-a-face/", faces.face_not_face, name="face-not-face"),
     path("faces/<int:face_id>/use/", faces.face_use, name="face-use"),
+    path("faces/<int:face_id>/overrule/", faces.face_overrule, name="face-overrule"),
     path("faces/<int:face_id>/ignore/", faces.face_ignore, name="face-ignore"),
     path("people/", views.person_list, name="person-list"),
     path("people/<int:person_id>/", views.person_detail, name="person-detail"),

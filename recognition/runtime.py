@@ -3,6 +3,8 @@ the models it loads (once per process). Pure steps in recognition/core take thes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from django.conf import settings
 
@@ -10,6 +12,7 @@ from recognition.core import ood
 from recognition.core.detection import DetectedFace, DetectorConfig
 from recognition.core.embedding import Embedder, get_embedder
 from recognition.core.ood import OodVerdict
+from recognition.core.pipeline import AnalysedFace
 
 
 def embedder() -> Embedder:
@@ -36,6 +39,23 @@ def detector_config() -> DetectorConfig:
 
 def rules() -> ood.Rules:
     return ood.Rules(min_face_px=settings.FACEWEB_MIN_FACE_PX)
+
+
+def assess_faces(analysed: Sequence[AnalysedFace], embedder_version: str) -> list[OodVerdict]:
+    """The filter's verdict (with its reasons) on each face of a photo: what processing stores
+    and what `manage.py assess` reports."""
+    if not analysed:
+        return []
+    return ood.assess(
+        np.stack([a.chip for a in analysed]),
+        [min(a.detection.width, a.detection.height) for a in analysed],
+        [a.detection.landmarks for a in analysed],
+        [a.detection.score for a in analysed],
+        np.stack([np.asarray(a.embedding, dtype=np.float32) for a in analysed]),
+        ood.get_model(),
+        rules(),
+        embedder_version,
+    )
 
 
 def assess_probe(

@@ -1,11 +1,32 @@
-"""The exclusion rows of `manage.py evaluate --ood` on hand-made galleries."""
+"""`manage.py evaluate --ood`: the exclusion rows on hand-made galleries, and the command on a
+small real folder (held-out identities, options, timing, BENCHMARKS.md left alone)."""
 
 from __future__ import annotations
 
-import numpy as np
+import io
+import shutil
+from pathlib import Path
 
-from evaluation.ood import _rows, error_sources, still_enrolled
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from evaluation import ood_training as T
+from evaluation.ood import (
+    _rows,
+    error_sources,
+    filter_ms_per_face,
+    held_out_identities,
+    still_enrolled,
+)
+from recognition.core import ood
+from recognition.core.embedding import get_embedder
 from recognition.core.staged import SearchParams
+from recognition.index.search import search_params
+from recognition.runtime import detector_config
+from recognition.runtime import rules as app_rules
+from tests.conftest import FACES_DIR
 
 
 def test_still_enrolled_flags_probes_whose_identity_loses_every_gallery_image() -> None:
@@ -67,3 +88,91 @@ def test_error_sources_finds_the_thief_and_what_removing_it_fixes() -> None:
     # The same thief, accepted by the filter: exclusion could not have fixed that mistake.
     everyone = np.ones_like(accepted)
     assert error_sources(emb, labels, gallery, probes, everyone)["stolen_by_rejected"] == 0
+
+
+# `manage.py evaluate --ood` on a folder the filter never saw ------------------------------------
+
+PEOPLE = ["Al_Sharpton", "Alan_Greenspan", "Angela_Bassett"]
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    """Three LFW identities (three images each) and, sorted first, an identity whose only image
+    holds no face."""
+    root = tmp_path / "folder"
+    for name in PEOPLE:
+        (root / name).mkdir(parents=True)
+        for image in sorted((FACES_DIR / "lfw" / name).iterdir())[:3]:
+            shutil.copy(image, root / name / image.name)
+    (root / "Aaa_Nobody").mkdir()
+    shutil.copy(FACES_DIR / "nonface" / "brick.png", root / "Aaa_Nobody" / "Aaa_Nobody_0001.png")
+    return root
+
+
+def test_it_holds_out_every_identity_of_a_folder_the_filter_never_trained_on(
+    tiny_folder: Path,
+) -> None:
+    model = ood.get_model()
+    assert model is not None
+    names = np.array(PEOPLE)
+    assert held_out_identities(names, model, tiny_folder).tolist() == [True, True, True]
+    # On its own training folder: the identities its split (drawn from the labels) kept out.
+    lfw = Path(model.meta["dataset"])
+    multi = sorted(p.name for p in lfw.iterdir() if len(list(p.iterdir())) >= 2)
+    splits = T.identity_splits(multi, int(model.meta["sample_pass"]["seed"]))
+    held = held_out_identities(np.array(multi), model, lfw)
+    assert held.tolist() == [splits[n] != "train" for n in multi]
+    assert 0.25 < held.mean() < 0.35
+
+
+def test_it_times_the_filter_on_the_first_image_that_has_a_face() -> None:
+    model = ood.get_model()
+    assert model is not None
+    names = ["nonface/brick.png", "photos/biden/biden2.jpg"]
+    ms = filter_ms_per_face(
+        FACES_DIR, names, model, app_rules(), detector_config(), get_embedder(), repeats=3
+    )
+    assert 0 < ms < 1000
+    assert np.isnan(
+        filter_ms_per_face(
+            FACES_DIR, names[:1], model, app_rules(), detector_config(), get_embedder()
+        )
+    )
+
+
+@pytest.mark.django_db
+def test_it_honours_the_options_and_never_touches_benchmarks_md(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    benchmarks = Path(settings.BASE_DIR) / "BENCHMARKS.md"
+    before = benchmarks.read_bytes()
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("Al_Sharpton 1 2\nAl_Sharpton 1 Alan_Greenspan 1\n")
+    out = tmp_path / "out"
+    stdout = io.StringIO()
+    call_command(
+        "evaluate",
+        str(tiny_folder),
+        "--ood",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--limit",
+        "7",
+        "--pairs",
+        str(pairs),
+        "--no-cache",
+        stdout=stdout,
+    )
+    assert benchmarks.read_bytes() == before
+    report = (out / "ood.md").read_text()
+    assert report.strip() in stdout.getvalue()
+    assert "--seed 3 --limit 7 --pairs" in report
+    # 7 images, the first without a face: 6 faces measured, all identities held out.
+    assert "of the 6 clean faces" in report
+    assert "every identity is held out" in report
+    assert "Pairs (pairs.txt): 2 of 2 with both faces found" in report
+    # Measured now, not the stored training tables.
+    assert "| rows | n | accuracy" not in report
+    assert f"levels {list(search_params().levels)}" in report

@@ -55,15 +55,13 @@ def test_it_reads_the_strings_the_filter_really_writes() -> None:
         mean_dist=2.0,
         knn_dist=1.0,
     )
-    bright = dataclasses.replace(dark, blur=10.0, brightness=240.0)
-    flat = dataclasses.replace(dark, brightness=120.0, dark_frac=0.0)
-    raw = [
-        *ood._hard_reasons(dark, rules),
-        *ood._soft_reasons(dark, rules, far_soft=1.0),
-        *ood._soft_reasons(bright, rules, far_soft=1.0),
-        *ood._soft_reasons(flat, rules, far_soft=1.0),
-    ]
-    assert len(raw) >= 8
+    bright = dataclasses.replace(dark, blur=10.0, brightness=240.0, contrast=80.0)
+    flat = dataclasses.replace(dark, brightness=120.0, dark_frac=0.0, blur=30.0)
+    typical = {"blur": 40.0, "brightness": 125.0, "contrast": 36.0}
+    raw = [*ood._hard_reasons(dark, rules)]
+    for q in (dark, bright, flat):
+        raw += [ood._sentence(group, q, rules, typical) for group in set(ood.GROUPS.values())]
+    assert len(raw) >= 30
     assert all(plain_reason(r).code != "other" for r in raw), raw
 
 

@@ -23,6 +23,8 @@ from gallery.presentation import face_status
 from recognition.actions.identity import do_ignore_faces, do_tag_face, do_untag_face
 from recognition.actions.manual import do_mark_not_face, do_unmark_not_face
 from recognition.actions.processing import do_add_face
+from recognition.actions.review import do_review_faces
+from recognition.models import ReviewDecision
 
 
 def _face_response(
@@ -111,8 +113,8 @@ def face_untag(request: AuthedRequest, face_id: int) -> HttpResponse:
 
 
 def can_review(request: AuthedRequest, role: Role) -> bool:
-    """ "Not a face" is a training label for the filter: the gallery's owner decides about the
-    faces of their own photos (staff may too), not every editor."""
+    """ "Not a face" and "use this face" are training labels for the filter: the gallery's owner
+    decides about the faces of their own photos (staff may too), not every editor."""
     return role is Role.OWNER or bool(request.user.is_staff)
 
 
@@ -142,6 +144,33 @@ def face_use(request: AuthedRequest, face_id: int) -> HttpResponse:
     face = do_unmark_not_face(face, by=request.user)
     face.refresh_from_db()
     return _face_response(request, face, role, message="The box is back as a face.")
+
+
+OVERRULES = {
+    "approve": (
+        ReviewDecision.Decision.APPROVE,
+        "The face is used: it is matched and can help recognise this person elsewhere.",
+    ),
+    "reject": (ReviewDecision.Decision.REJECT, "The face is no longer used for matching."),
+}
+
+
+@require_POST
+@login_required
+def face_overrule(request: AuthedRequest, face_id: int) -> HttpResponse:
+    """The gallery's owner (or staff) overrules the filter on a face it rejected: "this face is
+    fine, use it" (approve), or takes that back (reject). Recorded as a review decision, a label
+    for `train_ood --include-reviews`."""
+    face, role = access_face(request.user, face_id, for_write=True)
+    if not can_review(request, role):
+        raise PermissionDenied("Only the gallery's owner can overrule the filter on this face.")
+    choice = OVERRULES.get(request.POST.get("decision", ""))
+    if face.ood_status != Face.Quality.REJECTED or choice is None:
+        return _face_response(request, face, role, error="Nothing to overrule on this face.")
+    decision, message = choice
+    do_review_faces([face], decision, by=request.user)
+    face.refresh_from_db()
+    return _face_response(request, face, role, message=message)
 
 
 @require_POST

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
@@ -49,8 +48,7 @@ from recognition.core.pipeline import (
     prefetched,
 )
 from recognition.index.enrolment import sync_face_templates
-from recognition.runtime import detector_config, embedder
-from recognition.runtime import rules as ood_rules
+from recognition.runtime import assess_faces, detector_config, embedder
 
 logger = logging.getLogger(__name__)
 
@@ -209,18 +207,7 @@ def _store(photo: Photo, prepared: _Prepared, analysed: list[AnalysedFace], vers
 
 def _assess(analysed: Sequence[AnalysedFace], embedder_version: str) -> list[ood.OodVerdict]:
     """The out-of-distribution filter's verdict (with its reasons) on each face."""
-    if not analysed:
-        return []
-    return ood.assess(
-        np.stack([a.chip for a in analysed]),
-        [min(a.detection.width, a.detection.height) for a in analysed],
-        [a.detection.landmarks for a in analysed],
-        [a.detection.score for a in analysed],
-        np.stack([np.asarray(a.embedding, dtype=np.float32) for a in analysed]),
-        ood.get_model(),
-        ood_rules(),
-        embedder_version,
-    )
+    return assess_faces(analysed, embedder_version)
 
 
 def _ltrb(face: Face) -> tuple[int, int, int, int]:
@@ -251,6 +238,14 @@ def _missing_det_score() -> float:
     if model is None or "det_score" not in model.spec.features:
         return 0.0
     return float(model.spec.mean[model.spec.features.index("det_score")])
+
+
+def _filter_detector() -> str:
+    """The detector whose faces the shipped filter was trained on."""
+    model = ood.get_model()
+    if model is None:
+        return ""
+    return str(model.meta.get("sample_pass", {}).get("detector", {}).get("model", ""))
 
 
 # A box smaller than this (in original pixels) is a slip of the mouse, not a face.
@@ -302,7 +297,14 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
         analysed = dataclasses.replace(
             analysed, detection=dataclasses.replace(det, score=_missing_det_score())
         )
-    verdict = _assess([analysed], model.version)[0]
+    judged = analysed
+    if agreed and _filter_detector() != "hog":
+        # The box is checked with HOG, whose scores are on another scale than the detector the
+        # filter learnt from: it gets that detector's typical score, like a missing one.
+        judged = dataclasses.replace(
+            analysed, detection=dataclasses.replace(det, score=_missing_det_score())
+        )
+    verdict = _assess([judged], model.version)[0]
     found = (det.left, det.top, det.right, det.bottom)
     with transaction.atomic():
         # The photo may have moved to another gallery while the models ran: the crop is stored

@@ -1,4 +1,5 @@
-"""Reviewers' decisions on faces the out-of-distribution filter rejected."""
+"""Reviewers' decisions on faces the out-of-distribution filter rejected: staff in the review
+queue, and a gallery's owner overruling the filter on a face of their own photos."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from recognition.models import ReviewDecision
 
 @transaction.atomic
 def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face]:
-    """A reviewer approves rejected faces or confirms their rejection; returns the changed faces.
+    """A reviewer (staff, or the gallery's owner: the caller checked which) approves rejected
+    faces or confirms their rejection; returns the changed faces.
 
     `decision` is ReviewDecision.Decision ("approve" / "reject"). Only faces the filter rejected
     are reviewed; a face already carrying the same decision is left alone, so a double click

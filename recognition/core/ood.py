@@ -5,6 +5,12 @@ Pure: arrays and frozen dataclasses in, verdicts out; no ORM, no settings (the c
 P(out-of-distribution) reaches the calibrated threshold stored next to the weights. Rejected faces
 are never templates and never auto-tagged; recognition/actions/processing.py stores the verdicts.
 
+Every rejection carries readable reasons: the hard rule, or the groups of inputs that pushed the
+classifier's score up most (`contributions`: the log-odds minus the log-odds with that group at
+its typical in-distribution value), as sentences ("face is small (34 px)", "strong blur",
+"head turned ~50 degrees", "unlike the faces the model was trained on"); the bracketed numbers
+and the pushes are for staff.
+
 The classifier is a small MLP on the 128-D embedding plus z-scored quality features, trained by
 `manage.py train_ood` (evaluation/ood_training.py) and shipped as recognition/weights/ood-vN.pt
 with ood-vN.json (threshold, metrics, feature statistics). Weights load once per process.
@@ -148,6 +154,8 @@ class OodVerdict:
     reasons: list[str] = field(default_factory=list)
     quality: dict[str, float] = field(default_factory=dict)
     model_version: str = ""
+    # Per reason group, how much it raised the classifier's log-odds (see `contributions`).
+    contributions: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,36 +446,136 @@ def get_model(version: str | None = None) -> OodModel | None:
 # Verdicts
 
 
+def blur_rule(blur: float, contrast: float, rules: Rules) -> bool:
+    """Extreme blur, as a rule. A nearly black or flat face has no edges either: its low
+    Laplacian variance says "dark", not "blurred", so the classifier judges it (and says why)."""
+    return blur < rules.min_blur and contrast >= rules.low_contrast
+
+
 def _hard_reasons(q: Quality, rules: Rules) -> list[str]:
     reasons = []
     if q.size_px < rules.min_face_px:
-        reasons.append(f"face {q.size_px} px, below {rules.min_face_px} px minimum")
-    if q.blur < rules.min_blur:
-        reasons.append(
-            f"extremely blurred (Laplacian variance {q.blur:.0f}, below {rules.min_blur:.0f})"
-        )
+        reasons.append(f"face is small ({q.size_px} px, below the {rules.min_face_px} px minimum)")
+    if blur_rule(q.blur, q.contrast, rules):
+        reasons.append(f"strong blur (sharpness {q.blur:.0f}, below {rules.min_blur:.0f})")
     return reasons
 
 
-def _soft_reasons(q: Quality, rules: Rules, far_soft: float) -> list[str]:
-    """Readable explanations of a classifier rejection: the features outside their usual range."""
-    reasons = []
-    if rules.min_blur <= q.blur < rules.soft_blur:
-        reasons.append(f"blurred (Laplacian variance {q.blur:.0f}, below {rules.soft_blur:.0f})")
-    if q.brightness < rules.dark or q.dark_frac > 0.4:
-        reasons.append(f"too dark (mean brightness {q.brightness:.0f} of 255)")
-    if q.brightness > rules.bright or q.bright_frac > 0.4:
-        reasons.append(f"too bright (mean brightness {q.brightness:.0f} of 255)")
-    elif q.contrast < rules.low_contrast:
-        reasons.append(f"low contrast ({q.contrast:.0f})")
-    if abs(q.yaw) > rules.yaw:
-        reasons.append(f"head turned (yaw ~{abs(q.yaw):.0f}°)")
-    if abs(q.roll) > rules.roll:
-        reasons.append(f"head tilted (roll ~{abs(q.roll):.0f}°)")
-    limit = rules.mean_dist or far_soft
-    if limit and q.mean_dist > limit:
-        reasons.append(f"unlike typical faces (distance {q.mean_dist:.2f} from the average face)")
-    return reasons
+def _same_reason(reason: str, given: list[str]) -> bool:
+    """A hard rule already says it (the classifier agrees that a tiny face is small)."""
+    head = reason.split(" (", 1)[0].split(";", 1)[0]
+    return any(g.startswith(head) for g in given)
+
+
+# Which readable reason each classifier input belongs to; the embedding and the distances derived
+# from it are one reason ("unlike the faces the model was trained on").
+GROUPS: dict[str, str] = {
+    "log_size": "size",
+    "log_blur": "blur",
+    "noise_excess": "noise",
+    "brightness": "light",
+    "dark_frac": "light",
+    "bright_frac": "light",
+    "contrast": "contrast",
+    "det_score": "detection",
+    "abs_yaw": "yaw",
+    "abs_roll": "roll",
+    "pitch": "pitch",
+    "emb_norm": "unlike",
+    "mean_dist": "unlike",
+    "knn_dist": "unlike",
+}
+EMBEDDING_GROUP = "unlike"
+# A reason is given for every group that pushed the score up by at least this share of the
+# strongest push (the strongest is always given).
+REASON_SHARE = 0.4
+
+
+def contributions(model: OodModel, embedding: np.ndarray, quality: np.ndarray) -> dict[str, float]:
+    """How much each group of inputs raised the classifier's log-odds for one face: the log-odds
+    minus the log-odds with that group at its typical in-distribution value (quality features at
+    their clean training mean, the embedding at the reference mean). Positive = towards reject."""
+    spec = model.spec
+    emb = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
+    x = spec.inputs(emb, np.asarray(quality, dtype=np.float32).reshape(1, -1))[0]
+    n_emb = EMBEDDING_DIM if spec.use_embedding else 0
+    groups: dict[str, list[int]] = {}
+    for j, name in enumerate(spec.features):
+        groups.setdefault(GROUPS.get(name, name), []).append(n_emb + j)
+    variants = [x]
+    names = []
+    for group, cols in groups.items():
+        v = x.copy()
+        v[cols] = 0.0  # z-scored: 0 is the clean mean
+        if group == EMBEDDING_GROUP and n_emb and model.reference is not None:
+            v[:n_emb] = model.reference.mean * spec.embedding_scale
+        variants.append(v)
+        names.append(group)
+    if n_emb and EMBEDDING_GROUP not in groups and model.reference is not None:
+        v = x.copy()
+        v[:n_emb] = model.reference.mean * spec.embedding_scale
+        variants.append(v)
+        names.append(EMBEDDING_GROUP)
+    with torch.inference_mode():
+        logits = model.net.eval()(torch.from_numpy(np.stack(variants))).numpy()
+    return {name: float(logits[0] - logits[i + 1]) for i, name in enumerate(names)}
+
+
+def _sentence(group: str, q: Quality, rules: Rules, typical: dict[str, float]) -> str:
+    """A reason a person can act on; the numbers in brackets are for staff."""
+    if group == "size":
+        return f"face is small ({q.size_px} px)"
+    if group == "blur":
+        if q.blur < rules.soft_blur:
+            return f"strong blur (sharpness {q.blur:.0f})"
+        if q.blur < typical.get("blur", 40.0):
+            return f"blurred (sharpness {q.blur:.0f})"
+        return f"grainy or over-sharpened (sharpness {q.blur:.0f})"
+    if group == "noise":
+        return f"grainy, noisy picture (noise {q.noise:.1f})"
+    if group == "light":
+        if q.dark_frac > 0.15 and q.brightness >= rules.dark:
+            # Black pixels in an otherwise lit chip: the photo's edge (or a hard shadow) cuts
+            # through the face; the aligner pads outside the photo with black.
+            return f"part of the face is cut off or in deep shadow ({q.dark_frac:.0%} black)"
+        if q.brightness < typical.get("brightness", 125.0):
+            word = "very dark" if q.brightness < rules.dark or q.dark_frac > 0.4 else "dark"
+        else:
+            over = q.brightness > rules.bright or q.bright_frac > 0.4
+            word = "very bright, washed out" if over else "bright"
+        return f"{word} (brightness {q.brightness:.0f} of 255)"
+    if group == "contrast":
+        if q.contrast < typical.get("contrast", 36.0):
+            return f"low contrast (contrast {q.contrast:.0f})"
+        return f"harsh contrast (contrast {q.contrast:.0f})"
+    if group == "detection":
+        return f"barely recognisable as a face (detector {q.det_score:.2f})"
+    if group == "yaw":
+        return f"head turned ~{abs(q.yaw):.0f} degrees"
+    if group == "roll":
+        return f"head tilted ~{abs(q.roll):.0f} degrees"
+    if group == "pitch":
+        return f"head tilted up or down (pitch {q.pitch:.2f})"
+    return f"unlike the faces the model was trained on (distance {q.mean_dist:.2f})"
+
+
+def explain(
+    model: OodModel, embedding: np.ndarray, q: Quality, rules: Rules
+) -> tuple[list[str], dict[str, float]]:
+    """The readable reasons for a classifier rejection (the groups that pushed the score up
+    most), each with its push on the log-odds for staff, and every group's push."""
+    pushes = contributions(model, embedding, q.vector())
+    ranked = sorted(((v, g) for g, v in pushes.items() if v > 0), reverse=True)
+    if not ranked:
+        ranked = [(0.0, EMBEDDING_GROUP)]
+    top = ranked[0][0]
+    typical = model.meta.get("typical", {})
+    reasons = [
+        f"{_sentence(group, q, rules, typical)}; weight {push:+.1f}"
+        for push, group in ranked
+        if push >= REASON_SHARE * top
+    ]
+    return reasons, {g: round(v, 3) for g, v in pushes.items()}
 
 
 def assess(
@@ -499,16 +607,14 @@ def assess(
         matrix = np.stack([q.vector() for q in qualities])
         scores = [float(s) for s in usable.scores(emb, matrix)]
     verdicts = []
-    for q, score in zip(qualities, scores, strict=True):
+    for i, (q, score) in enumerate(zip(qualities, scores, strict=True)):
         reasons = _hard_reasons(q, rules)
         rejected = bool(reasons)
+        pushes: dict[str, float] = {}
         if usable is not None and score is not None and score >= usable.threshold:
             rejected = True
-            reasons = [
-                *reasons,
-                *_soft_reasons(q, rules, usable.far_soft),
-                f"classifier {score:.2f} (threshold {usable.threshold:.2f})",
-            ]
+            why, pushes = explain(usable, emb[i], q, rules)
+            reasons = [*reasons, *(r for r in why if not _same_reason(r, reasons))]
         verdicts.append(
             OodVerdict(
                 rejected=rejected,
@@ -516,6 +622,7 @@ def assess(
                 reasons=reasons,
                 quality=q.as_dict(),
                 model_version=usable.version if usable else "rules-only",
+                contributions=pushes,
             )
         )
     return verdicts

@@ -55,7 +55,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ood",
             action="store_true",
-            help="only the out-of-distribution rows (k-NN + all / + exclusion) -> BENCHMARKS.md",
+            help="only the out-of-distribution rows (k-NN + all / + exclusion) -> <out>/ood.md",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -65,13 +65,10 @@ class Command(BaseCommand):
         pairs_file: Path | None = options["pairs"]
         if pairs_file is not None and not pairs_file.is_file():
             raise CommandError(f"{pairs_file} is not a file")
-        if options["ood"]:
-            from evaluation.ood import run
-
-            cache = None if options["no_cache"] else settings.VAR_DIR / "cache"
-            self.stdout.write(run(root, cache))
-            return
         out = options["out"] or settings.VAR_DIR / "eval" / root.name
+        if options["ood"]:
+            self._ood(root, out, pairs_file, options)
+            return
         embed = functools.partial(
             embed_labeled_folder,
             root,
@@ -101,3 +98,19 @@ class Command(BaseCommand):
         for path in write_report(report, out):
             self.stdout.write(f"wrote {path}")
         self.stdout.write((out / "results.md").read_text())
+
+    def _ood(self, root: Path, out: Path, pairs: Path | None, options: dict[str, Any]) -> None:
+        """The filter's exclusion rows, written to <out>/ood.md (never to BENCHMARKS.md)."""
+        from evaluation.ood import RunOptions, run
+
+        cache = None if options["no_cache"] else settings.VAR_DIR / "cache"
+        markdown = run(
+            root,
+            cache,
+            RunOptions(seed=options["seed"], limit=options["limit"] or 0, pairs=pairs),
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "ood.md"
+        path.write_text(markdown + "\n")
+        self.stdout.write(markdown)
+        self.stdout.write(f"wrote {path}")

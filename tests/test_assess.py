@@ -1,0 +1,60 @@
+"""`manage.py assess DIR --json OUT`: the app's decision on every face of a folder, storing
+nothing; unreadable files are listed with their error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from PIL import Image, ImageFilter
+
+from gallery.models import Face, Photo
+from tests.conftest import FACES_DIR, photo_path
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    root = tmp_path / "archive"
+    (root / "1998" / "summer").mkdir(parents=True)
+    shutil.copy(photo_path("biden/biden2.jpg"), root / "biden.jpg")
+    rgb = np.asarray(Image.open(photo_path("biden/biden2.jpg")).convert("RGB"))
+    Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(20)).save(root / "1998" / "blurred.jpg")
+    shutil.copy(FACES_DIR / "nonface" / "brick.png", root / "1998" / "summer" / "wall.png")
+    (root / "notes.txt").write_text("not a photo")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    (root / ".hidden.jpg").write_bytes(b"ignored")
+    return root
+
+
+@pytest.mark.django_db
+def test_it_reports_every_face_of_a_folder_and_stores_nothing(
+    archive: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report" / "assess.json"
+    call_command("assess", str(archive), "--json", str(out))
+    report = json.loads(out.read_text())
+    assert set(report) == {"images", "summary"}
+    images = report["images"]
+    assert sorted(images) == [
+        "1998/blurred.jpg",
+        "1998/summer/wall.png",
+        "biden.jpg",
+        "broken.jpg",
+        "notes.txt",
+    ]
+    (clean,) = images["biden.jpg"]["faces"]
+    assert set(clean) == {"box", "accepted", "reasons"}
+    x0, y0, x1, y1 = clean["box"]
+    assert 0 <= x0 < x1 and 0 <= y0 < y1 and clean["accepted"] and clean["reasons"] == []
+    blurred = images["1998/blurred.jpg"]["faces"]
+    assert blurred and not blurred[0]["accepted"]
+    assert any("blur" in reason for reason in blurred[0]["reasons"]), blurred[0]["reasons"]
+    assert images["1998/summer/wall.png"] == {"faces": []}
+    for bad in ("broken.jpg", "notes.txt"):
+        assert images[bad]["faces"] == [] and images[bad]["error"]
+    assert report["summary"] == {"images": 5, "faces": 2, "no_face": 1, "rejected": 1}
+    assert not Photo.objects.exists() and not Face.objects.exists()

@@ -1,0 +1,127 @@
+"""The gallery owner overrules the filter on a face of their own gallery: "This face is fine,
+use it" (and taking that back), from the face card. Real embeddings of the shared photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from PIL import Image, ImageFilter
+
+from gallery.actions.people import do_create_person
+from gallery.actions.photos import do_upload_photos
+from gallery.models import Face, FaceEvent, Gallery
+from recognition.actions.identity import do_tag_face
+from recognition.models import ReviewDecision, Template
+from tests.conftest import client_for, photo_path, upload_file
+from tests.factories import face_in_new_photo
+
+HTMX = {"HX-Request": "true"}
+
+
+def _overrule(client: Client, face: Face, decision: str = "approve", htmx: bool = True) -> int:
+    url = reverse("gallery:face-overrule", args=[face.pk])
+    return client.post(url, {"decision": decision}, headers=HTMX if htmx else None).status_code
+
+
+def test_it_lets_the_owner_use_a_rejected_face_which_becomes_a_template_and_gets_matched(
+    gallery: Gallery, alice: User, alice_client: Client
+) -> None:
+    obama = do_create_person(alice, "Obama", by=alice)
+    rejected = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    do_tag_face(rejected, obama, by=alice)
+    assert not Template.objects.filter(face=rejected).exists()
+    # Before the overrule Obama has no template: another photo of him matches nobody.
+    before = face_in_new_photo(gallery, "obama/obama2.jpg")
+    assert before.person_id is None and before.suggested_person_id is None
+    response = alice_client.post(
+        reverse("gallery:face-overrule", args=[rejected.pk]), {"decision": "approve"}, headers=HTMX
+    )
+    assert response.status_code == 200
+    assert "The face is used" in response.content.decode()
+    rejected.refresh_from_db()
+    assert rejected.review_status == Face.Review.APPROVED and rejected.is_trusted
+    assert rejected.reviewed_by == alice
+    assert Template.objects.get(face=rejected).person == obama
+    label = ReviewDecision.objects.get(face=rejected)
+    assert (label.reviewer, label.decision) == (alice, ReviewDecision.Decision.APPROVE)
+    assert FaceEvent.objects.filter(face=rejected, action="face_review_approved").exists()
+    # A new photo of Obama is now matched to the face the owner let in.
+    later = face_in_new_photo(gallery, "obama/obama1.jpg")
+    from recognition.actions.identity import do_match_faces
+
+    do_match_faces([later])
+    later.refresh_from_db()
+    assert obama.pk in {later.person_id, later.suggested_person_id}
+
+
+def test_it_takes_the_overrule_back(gallery: Gallery, alice: User, alice_client: Client) -> None:
+    obama = do_create_person(alice, "Obama", by=alice)
+    face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    do_tag_face(face, obama, by=alice)
+    assert _overrule(alice_client, face, "approve") == 200
+    page = alice_client.get(reverse("gallery:face-detail", args=[face.pk]), headers=HTMX)
+    assert "Stop using this face" in page.content.decode()
+    assert _overrule(alice_client, face, "reject") == 200
+    face.refresh_from_db()
+    assert face.review_status == Face.Review.CONFIRMED and not face.is_trusted
+    assert not Template.objects.filter(face=face).exists()
+    assert list(
+        ReviewDecision.objects.filter(face=face).order_by("id").values_list("decision", flat=True)
+    ) == ["approve", "reject"]
+
+
+def test_it_offers_the_button_to_the_owner_only_on_rejected_faces(
+    gallery: Gallery, alice_client: Client, bob_client: Client
+) -> None:
+    rejected = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    accepted = face_in_new_photo(gallery, "obama/obama1.jpg")
+
+    def card(client: Client, face: Face) -> str:
+        url = reverse("gallery:face-detail", args=[face.pk])
+        return client.get(url, headers=HTMX).content.decode()
+
+    assert "This face is fine, use it" in card(alice_client, rejected)
+    assert "This face is fine, use it" not in card(alice_client, accepted)
+    assert "This face is fine, use it" not in card(bob_client, rejected)
+    # Nothing to overrule on a face the filter accepted.
+    assert _overrule(alice_client, accepted) == 422
+    assert not ReviewDecision.objects.exists()
+
+
+def test_it_refuses_editors_and_strangers(
+    gallery: Gallery, bob_client: Client, charlie_client: Client
+) -> None:
+    face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    assert _overrule(bob_client, face, htmx=False) == 403  # an editor of the gallery, not its owner
+    assert _overrule(charlie_client, face, htmx=False) == 404
+    face.refresh_from_db()
+    assert face.review_status == Face.Review.NONE and not ReviewDecision.objects.exists()
+
+
+def test_it_tells_the_owner_why_in_words_and_staff_the_numbers(
+    gallery: Gallery,
+    alice: User,
+    alice_client: Client,
+    staff: User,
+    tmp_path: Path,
+    django_capture_on_commit_callbacks: object,
+) -> None:
+    """A really blurred photo through the real pipeline and the shipped filter."""
+    with Image.open(photo_path("biden/biden2.jpg")) as img:
+        img.convert("RGB").filter(ImageFilter.GaussianBlur(14)).save(tmp_path / "soft.jpg")
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_upload_photos(gallery, [upload_file(tmp_path / "soft.jpg")], by=alice)
+    face = Face.objects.get(photo=result.accepted[0])
+    assert face.ood_status == Face.Quality.REJECTED
+    url = reverse("gallery:face-detail", args=[face.pk])
+    owner_card = alice_client.get(url, headers=HTMX).content.decode()
+    assert "Too blurry to recognise reliably" in owner_card
+    assert "sharpness" not in owner_card and "<details" not in owner_card
+    assert "This face is fine, use it" in owner_card
+    gallery.members.create(user=staff, role="viewer")
+    staff_card = client_for(staff).get(url, headers=HTMX).content.decode()
+    details = staff_card[staff_card.index("<details") :]
+    assert "sharpness" in details and "Filter score" in details
