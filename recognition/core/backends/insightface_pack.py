@@ -152,8 +152,12 @@ class InsightFacePack:
             keep = np.where(score >= self.score_threshold)[0]
             c = centres[keep]
             d = dist[keep]
-            boxes.append(np.stack([c[:, 0] - d[:, 0], c[:, 1] - d[:, 1],
-                                   c[:, 0] + d[:, 2], c[:, 1] + d[:, 3]], axis=-1))
+            boxes.append(
+                np.stack(
+                    [c[:, 0] - d[:, 0], c[:, 1] - d[:, 1], c[:, 0] + d[:, 2], c[:, 1] + d[:, 3]],
+                    axis=-1,
+                )
+            )
             k = kps[keep].reshape(-1, 5, 2) + c[:, None, :]
             points.append(k)
             scores.append(score[keep])
@@ -251,12 +255,21 @@ class InsightFacePack:
 
 @functools.cache
 def load_pack(
-    version: str, folder: str, detector: str, recognizer: str, threads: int, device: str,
+    version: str,
+    folder: str,
+    detector: str,
+    recognizer: str,
+    threads: int,
+    device: str,
     min_face_px: int,
 ) -> InsightFacePack:
     """An installed pack's sessions, opened once per process."""
     root = pathlib.Path(folder)
     return InsightFacePack(
-        version, root / detector, root / recognizer,
-        min_face_px=min_face_px, threads=threads, device=device,
+        version,
+        root / detector,
+        root / recognizer,
+        min_face_px=min_face_px,
+        threads=threads,
+        device=device,
     )
