@@ -94,3 +94,14 @@ def assess_probe(
         rules(),
         embedder_version,
     )[0]
+
+
+def detector_id(version: str) -> str:
+    """Which detector and alignment a version's faces come from, without loading it: two
+    versions with the same id find the same boxes (a re-embed then keeps every face)."""
+    if version in BUILTIN:
+        return f"dlib-align/{settings.FACEWEB_DETECTOR}"
+    row = ModelVersion.objects.filter(name=version).first()
+    if row is None or row.kind != ModelVersion.Kind.PACK:
+        return f"unknown/{version}"
+    return f"scrfd/{row.files.get('detector', '')}"
