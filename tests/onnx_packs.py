@@ -82,7 +82,7 @@ def _run_export(
     torch.onnx.export(
         module.eval(),
         (torch.zeros(*shape),),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # a file object is accepted too
         dynamo=False,
         input_names=["input.1"],
         output_names=names,

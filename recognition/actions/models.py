@@ -27,7 +27,7 @@ own box, so no named face is ever dropped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +104,7 @@ def ensure_version_row(name: str) -> ModelVersion:
 
 @transaction.atomic(durable=True)
 def do_register_pack(
-    name: str, folder: str, files: dict[str, object], licence: str, by: User | None
+    name: str, folder: str, files: Mapping[str, object], licence: str, by: User | None
 ) -> ModelVersion:
     """Record an installed pack (its files already copied under FACEWEB_MODELS_DIR/folder) and
     who accepted its licence terms. Installing it again updates the row."""
@@ -116,7 +116,7 @@ def do_register_pack(
             "dim": version.dim,
             "metric": version.metric,
             "path": folder,
-            "files": files,
+            "files": dict(files),
             "licence": licence,
             "licence_accepted_by": by,
             "licence_accepted_at": timezone.now(),

@@ -37,6 +37,7 @@ from recognition.actions.identity import (
 )
 from recognition.core import ood
 from recognition.core.backends import Backend
+from recognition.core.backends.dlib import DlibBackend
 from recognition.core.geometry import iou
 from recognition.core.images import (
     BadImage,
@@ -48,7 +49,9 @@ from recognition.core.images import (
 from recognition.core.pipeline import (
     AnalysedFace,
     Detected,
+    analyse_box,
     batched,
+    detect_and_align,
     embed_detected,
     prefetched,
 )
@@ -96,6 +99,20 @@ class _Prepared:
     crash: Exception | None = None  # anything else, handed back with its photo
 
 
+def _detect_and_align(model: Backend, rgb: np.ndarray) -> Detected:
+    if isinstance(model, DlibBackend):
+        return detect_and_align(rgb, model.detector)
+    return model.detect_and_align(rgb)
+
+
+def _analyse_box(model: Backend, rgb: np.ndarray, box: tuple[int, int, int, int]) -> AnalysedFace:
+    if isinstance(model, DlibBackend):
+        return analyse_box(rgb, box, model.detector, model.embedder)
+    found = model.face_in_box(rgb, box)
+    chip = model.align(rgb, [found])
+    return AnalysedFace(found, chip[0], model.embed(chip)[0])
+
+
 def _prepare(path: Path, model: Backend) -> _Prepared:
     """Runs in the prefetch thread: files and pure steps only, never the database."""
     try:
@@ -105,7 +122,7 @@ def _prepare(path: Path, model: Backend) -> _Prepared:
     try:
         return _Prepared(
             decoded=decoded,
-            detected=model.detect_and_align(decoded.rgb),
+            detected=_detect_and_align(model, decoded.rgb),
             thumb=jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_THUMBNAIL_SIDE),
             preview=jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_PREVIEW_SIDE),
         )
@@ -309,9 +326,7 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
         raise ActionError(str(exc)) from exc
     box = check_drawn_box(box, decoded.width, decoded.height)
     model = active_backend()
-    found_face = model.face_in_box(decoded.rgb, box)
-    chip = model.align(decoded.rgb, [found_face])
-    analysed = AnalysedFace(found_face, chip[0], model.embed(chip)[0])
+    analysed = _analyse_box(model, decoded.rgb, box)
     det = analysed.detection
     agreed = det.score > 0
     if not agreed:

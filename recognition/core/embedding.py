@@ -413,7 +413,8 @@ class DlibFlipEmbedder:
     def embed(self, chips: np.ndarray) -> np.ndarray:
         chips = _check_chips(chips)
         both = self.plain.embed(np.concatenate([chips, chips[:, :, ::-1]]))
-        return ((both[: len(chips)] + both[len(chips) :]) / 2).astype(np.float32)
+        mean: np.ndarray = ((both[: len(chips)] + both[len(chips) :]) / 2).astype(np.float32)
+        return mean
 
 
 class DlibReferenceEmbedder:

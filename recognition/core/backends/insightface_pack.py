@@ -87,7 +87,8 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
 
 def _anchor_centres(stride: int) -> np.ndarray:
     cells = DET_SIZE // stride
-    grid = np.stack(np.mgrid[:cells, :cells][::-1], axis=-1).astype(np.float32)
+    ys, xs = np.mgrid[:cells, :cells]
+    grid = np.stack([xs, ys], axis=-1).astype(np.float32)
     centres = (grid * stride).reshape(-1, 2)
     return np.repeat(centres, SCRFD_ANCHORS, axis=0)
 
@@ -199,7 +200,7 @@ class InsightFacePack:
     def align(self, rgb: np.ndarray, faces: Sequence[DetectedFace]) -> np.ndarray:
         if not faces:
             return np.zeros((0, REC_SIZE, REC_SIZE, 3), dtype=np.uint8)
-        return np.stack([norm_crop(rgb, np.asarray(f.landmarks)) for f in faces])
+        return np.stack([norm_crop(rgb, np.asarray(f.landmarks)) for f in faces], axis=0)
 
     def face_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> DetectedFace:
         """The detection overlapping a drawn box most (searched around the box); else the box
@@ -250,7 +251,8 @@ class InsightFacePack:
             dtype=np.float32,
         )
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit: np.ndarray = (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
 
 
 @functools.cache
