@@ -102,7 +102,7 @@ def ensure_version_row(name: str) -> ModelVersion:
     return row
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def do_register_pack(
     name: str, folder: str, files: Mapping[str, object], licence: str, by: User | None
 ) -> ModelVersion:
@@ -141,7 +141,7 @@ def check_switch(target: str) -> str:
     return source
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def do_start_reembed(target: str, by: User | None = None) -> ReembedJob:
     """Start moving the library to `target`; the job runs in the background (task `reembed`)."""
     source = check_switch(target)
@@ -156,7 +156,7 @@ def do_start_reembed(target: str, by: User | None = None) -> ReembedJob:
     return job
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def do_resume_reembed(job: ReembedJob) -> ReembedJob:
     """Run a failed job again from where it stopped (staged photos are kept)."""
     if job.state not in {ReembedJob.State.FAILED, ReembedJob.State.RUNNING}:
@@ -172,13 +172,14 @@ def do_resume_reembed(job: ReembedJob) -> ReembedJob:
     return job
 
 
+@transaction.atomic
 def do_fail_reembed(job: ReembedJob, error: str) -> None:
     ReembedJob.objects.filter(pk=job.pk, state=ReembedJob.State.RUNNING).update(
         state=ReembedJob.State.FAILED, error=error[:2000], updated_at=timezone.now()
     )
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def do_cancel_reembed(job: ReembedJob) -> None:
     """Stop a job that has not switched; its staged vectors and crops are removed."""
     if job.state == ReembedJob.State.SWITCHED:
@@ -318,7 +319,10 @@ def _same_detector(job: ReembedJob) -> bool:
 
 
 def do_reembed_batch(job: ReembedJob, limit: int) -> int:
-    """Stage up to `limit` photos the job has not staged; the number staged (0: all done)."""
+    """Stage up to `limit` photos the job has not staged; the number staged (0: all done).
+
+    Not one transaction: the models run per photo and each photo's row is written on its own,
+    so a crash keeps every photo staged before it (the job resumes after them)."""
     model = backend(job.target_version)
     same = _same_detector(job)
     staged = 0
@@ -359,7 +363,9 @@ def progress(job: ReembedJob) -> tuple[int, int]:
 
 
 def do_finish_reembed(job: ReembedJob, restage_rounds: int = 3) -> bool:
-    """Stage what changed meanwhile, then switch atomically; False if the job is not running."""
+    """Stage what changed meanwhile, then switch atomically; False if the job is not running.
+
+    The staging runs the models outside any transaction; `_switch` is the one transaction."""
     model = backend(job.target_version)
     same = _same_detector(job)
     for _ in range(restage_rounds):
@@ -371,7 +377,7 @@ def do_finish_reembed(job: ReembedJob, restage_rounds: int = 3) -> bool:
     return _switch(job)
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def _switch(job: ReembedJob) -> bool:
     lock_active_model(exclusive=True)
     job = ReembedJob.objects.select_for_update().get(pk=job.pk)
@@ -453,7 +459,7 @@ def _plain(value: object) -> object:
 # Dropping an old version --------------------------------------------------------------------
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def do_drop_version(name: str) -> dict[str, int]:
     """Remove what an inactive version left: its previous vectors kept by switched jobs, its
     PCA bases and any template of it. The active version, or one a running job uses, stays."""
