@@ -202,8 +202,8 @@ def _embed_images(
         t1 = time.perf_counter()
         # An InsightFace pack (`evaluate --model`) detects and aligns with its own networks.
         own = getattr(embedder, "detect_and_align", None)
-        found = own(rgb).faces if own is not None else detect_faces(rgb, detector)
-        face = central_face(found, rgb.shape[1], rgb.shape[0])
+        candidates = own(rgb).faces if own is not None else detect_faces(rgb, detector)
+        face = central_face(candidates, rgb.shape[1], rgb.shape[0])
         t2 = time.perf_counter()
         timer["decode"] += t1 - t0
         timer["detect"] += t2 - t1
