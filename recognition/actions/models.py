@@ -404,7 +404,9 @@ def _switch(job: ReembedJob) -> bool:
                 face = Face(photo_id=row.photo_id, crop=entry.get("crop", ""), **values)
                 created.append(face)
                 continue
-            face = old_faces[int(entry["face"])]
+            face = old_faces.get(int(entry["face"]))
+            if face is None:
+                continue  # deleted by a person after the last staging: stays deleted
             previous.append({"face": face.pk, **{k: _plain(getattr(face, k)) for k in FACE_FIELDS}})
             for k, v in values.items():
                 setattr(face, k, v)
