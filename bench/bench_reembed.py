@@ -31,7 +31,7 @@ from bench._report import write_section
 from recognition.core import ood
 from recognition.core.detection import DetectedFace, DetectorConfig, align_faces
 from recognition.core.embedding import get_embedder
-from recognition.core.images import decode_image
+from recognition.core.images import DEFAULT_MAX_PIXELS, decode_image
 from recognition.core.pipeline import detect_and_align
 from recognition.core.versions import DLIB_RESNET_FLIP_VERSION, DLIB_RESNET_VERSION
 
@@ -42,6 +42,10 @@ def _photos(lfw: int) -> list[pathlib.Path]:
     gallery = sorted(p for p in (FACES / "photos").rglob("*") if p.is_file())
     people = sorted((FACES / "lfw").iterdir())[:lfw]
     return gallery + [sorted(d.iterdir())[0] for d in people]
+
+
+def _rgb(path: pathlib.Path) -> np.ndarray:
+    return decode_image(path, max_pixels=DEFAULT_MAX_PIXELS).rgb
 
 
 def _assess(chips: np.ndarray, faces: list[DetectedFace], vectors: np.ndarray) -> None:
@@ -65,7 +69,7 @@ def main() -> None:
     config = DetectorConfig()
     photos = _photos(args.lfw)
     # The library as processing left it: the stored boxes and landmarks of every photo.
-    stored = {p: detect_and_align(decode_image(p).rgb, config).faces for p in photos}
+    stored = {p: detect_and_align(_rgb(p), config).faces for p in photos}
     n_faces = sum(len(f) for f in stored.values())
     plain = get_embedder(DLIB_RESNET_VERSION)
     flip = get_embedder(DLIB_RESNET_FLIP_VERSION)
@@ -73,7 +77,7 @@ def main() -> None:
     def same_detector(embedder: object) -> float:
         t0 = time.perf_counter()
         for p in photos:
-            rgb = decode_image(p).rgb
+            rgb = _rgb(p)
             faces = stored[p]
             chips = align_faces(rgb, faces)
             vectors = embedder.embed(chips) if len(faces) else np.zeros((0, 128))  # type: ignore[attr-defined]
@@ -83,7 +87,7 @@ def main() -> None:
     def new_detector() -> float:
         t0 = time.perf_counter()
         for p in photos:
-            detected = detect_and_align(decode_image(p).rgb, config)
+            detected = detect_and_align(_rgb(p), config)
             vectors = plain.embed(detected.chips) if detected.faces else np.zeros((0, 128))
             _assess(detected.chips, detected.faces, vectors)
         return time.perf_counter() - t0

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from gallery.actions.common import ActionError
 from gallery.actions.people import do_create_person
 from gallery.actions.photos import do_upload_photos
-from gallery.models import Face, FaceNotPerson, Gallery, Person, Photo
+from gallery.models import Face, FaceEvent, FaceNotPerson, Gallery, Person, Photo
 from recognition.actions import models as model_actions
 from recognition.actions.identity import do_reject_suggestion, do_tag_face
 from recognition.actions.models import do_drop_version, do_resume_reembed, do_start_reembed
@@ -209,3 +209,33 @@ def test_it_refuses_an_unknown_or_active_model(alice: User) -> None:
         do_start_reembed("insightface-buffalo_l")
     with pytest.raises(ActionError, match="already the active"):
         do_start_reembed(DLIB_RESNET_VERSION)
+
+
+def test_it_sends_a_photo_embedded_with_the_old_model_through_the_new_one(
+    gallery: Gallery,
+    alice: User,
+    django_capture_on_commit_callbacks: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that ran the models just before a switch committed must not store vectors of
+    the version that is no longer active: the photo goes back to the queue."""
+    from recognition.actions import processing
+    from recognition.runtime import backend
+
+    calls: list[str] = []
+
+    def stale_then_current() -> object:
+        # The first run still holds the flip version's backend (the switch happened meanwhile).
+        calls.append("run")
+        return backend(DLIB_RESNET_FLIP_VERSION if len(calls) == 1 else None)
+
+    monkeypatch.setattr(processing, "active_backend", stale_then_current)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_upload_photos(gallery, [upload_file("biden/biden.jpg")], by=alice)
+    photo = Photo.objects.get(pk=result.accepted[0].pk)
+    assert len(calls) == 2
+    assert photo.status == Photo.Status.DONE
+    assert set(photo.faces.values_list("embedder_version", flat=True)) == {DLIB_RESNET_VERSION}
+    assert FaceEvent.objects.filter(
+        action=FaceEvent.Action.PHOTO_REQUEUED, data__reason="new_version"
+    ).exists()
