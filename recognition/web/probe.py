@@ -29,7 +29,7 @@ from recognition.core.backends.dlib import DlibBackend
 from recognition.core.images import decode_image, jpeg_bytes
 from recognition.core.matching import Verdict, verdict
 from recognition.core.pipeline import analyse_image, embed_detected
-from recognition.core.trust import match_thresholds
+from recognition.core.trust import LEARNING_PHASE, match_thresholds
 from recognition.index.search import search_people
 from recognition.runtime import assess_probe, backend
 
@@ -97,6 +97,7 @@ class SearchOutcome:
     possible: float
     times_ms: dict[str, float] = field(default_factory=dict)
     plan: str = ""  # the staged search's plan ("hnsw" or "exact"), for benchmarks
+    learning: str = ""  # the model has no calibrated thresholds yet (recognition/core/trust.py)
 
     @property
     def answer(self) -> Verdict:
@@ -231,7 +232,12 @@ def search_face(
     same = limits.same if limits else 0.0
     possible = limits.possible if limits else 4.0  # beyond any distance of these vectors
     outcome = SearchOutcome(
-        face=face, rejected=face.rejected, hits=[], same=same, possible=possible
+        face=face,
+        rejected=face.rejected,
+        hits=[],
+        same=same,
+        possible=possible,
+        learning="" if limits else LEARNING_PHASE,
     )
     if face.rejected:
         return outcome
