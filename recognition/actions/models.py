@@ -401,12 +401,12 @@ def _switch(job: ReembedJob) -> bool:
         for entry in row.faces:
             values = {k: entry[k] for k in FACE_FIELDS}
             if entry["face"] is None:
-                face = Face(photo_id=row.photo_id, crop=entry.get("crop", ""), **values)
-                created.append(face)
+                created.append(Face(photo_id=row.photo_id, crop=entry.get("crop", ""), **values))
                 continue
-            face = old_faces.get(int(entry["face"]))
-            if face is None:
+            found = old_faces.get(int(entry["face"]))
+            if found is None:
                 continue  # deleted by a person after the last staging: stays deleted
+            face = found
             previous.append({"face": face.pk, **{k: _plain(getattr(face, k)) for k in FACE_FIELDS}})
             for k, v in values.items():
                 setattr(face, k, v)
