@@ -33,3 +33,38 @@ def test_it_compares_two_versions_on_real_faces(faces_dir: Path, tmp_path: Path)
     results = (tmp_path / "out" / "results.md").read_text()
     assert f"{DLIB_RESNET_VERSION}: CenterFace" in results
     assert f"{DLIB_RESNET_FLIP_VERSION}: CenterFace" in results
+
+
+def test_it_evaluates_an_installed_pack_with_its_own_detector(
+    faces_dir: Path, tmp_path: Path, settings: object, db: None
+) -> None:
+    from tests.onnx_packs import write_pack
+
+    settings.FACEWEB_MODELS_DIR = tmp_path / "models"  # type: ignore[attr-defined]
+    call_command(
+        "install_model",
+        str(write_pack(tmp_path / "buffalo_l")),
+        "--accept-licence",
+        stdout=StringIO(),
+    )
+    folder = tmp_path / "people"
+    people = [d for d in sorted((faces_dir / "lfw").iterdir()) if len(list(d.iterdir())) >= 2]
+    for person in people[:6]:
+        (folder / person.name).mkdir(parents=True)
+        for image in sorted(person.iterdir())[:2]:
+            shutil.copy(image, folder / person.name / image.name)
+    call_command(
+        "evaluate",
+        str(folder),
+        "--model",
+        "insightface-buffalo_l",
+        DLIB_RESNET_VERSION,
+        "--no-cache",
+        "--out",
+        str(tmp_path / "out"),
+        stdout=StringIO(),
+    )
+    results = (tmp_path / "out" / "results.md").read_text()
+    # The test pack's detector finds its one fixed box in every image: all 12 are embedded.
+    assert "insightface-buffalo_l: SCRFD" in results
+    assert f"{DLIB_RESNET_VERSION}: CenterFace" in results

@@ -24,7 +24,7 @@ from recognition.core.versions import ARCFACE_DIM, pack_version
 LICENCE_TERMS = (
     "InsightFace model packs (buffalo_*, antelopev2) are released by InsightFace for "
     "NON-COMMERCIAL RESEARCH PURPOSES ONLY. Any commercial use, including a paid or hosted "
-    "service, needs a licence from InsightFace (contact: recognition-oss-pack@insightface.ai). "
+    "service, needs a licence from InsightFace. "
     "faceweb does not ship these weights; by installing a pack you confirm that you obtained it "
     "yourself and that your use of it meets these terms."
 )
