@@ -65,6 +65,6 @@ def test_it_evaluates_an_installed_pack_with_its_own_detector(
         stdout=StringIO(),
     )
     results = (tmp_path / "out" / "results.md").read_text()
-    # The test pack's detector finds its one fixed box in every image: all 12 are embedded.
+    # The pack's rows come from its own detector and alignment (tests/onnx_packs.py).
     assert "insightface-buffalo_l: SCRFD" in results
     assert f"{DLIB_RESNET_VERSION}: CenterFace" in results
