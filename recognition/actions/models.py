@@ -142,8 +142,9 @@ def check_switch(target: str) -> str:
 
 
 @transaction.atomic
-def do_start_reembed(target: str, by: User | None = None) -> ReembedJob:
-    """Start moving the library to `target`; the job runs in the background (task `reembed`)."""
+def do_start_reembed(target: str, by: User | None = None, *, enqueue: bool = True) -> ReembedJob:
+    """Start moving the library to `target`; the job runs in the background (task `reembed`),
+    or, with enqueue=False, wherever the caller runs it (`switch_model --here`)."""
     source = check_switch(target)
     ensure_version_row(source)
     job = ReembedJob.objects.create(
@@ -152,12 +153,13 @@ def do_start_reembed(target: str, by: User | None = None) -> ReembedJob:
         total=Photo.objects.filter(status=Photo.Status.DONE).count(),
         started_by=by,
     )
-    enqueue_on_commit(REEMBED, job.pk)
+    if enqueue:
+        enqueue_on_commit(REEMBED, job.pk)
     return job
 
 
 @transaction.atomic
-def do_resume_reembed(job: ReembedJob) -> ReembedJob:
+def do_resume_reembed(job: ReembedJob, *, enqueue: bool = True) -> ReembedJob:
     """Run a failed job again from where it stopped (staged photos are kept)."""
     if job.state not in {ReembedJob.State.FAILED, ReembedJob.State.RUNNING}:
         raise ActionError("Only a stopped or running re-embed can be resumed.")
@@ -167,7 +169,8 @@ def do_resume_reembed(job: ReembedJob) -> ReembedJob:
     ReembedJob.objects.filter(pk=job.pk).update(
         state=ReembedJob.State.RUNNING, error="", updated_at=timezone.now()
     )
-    enqueue_on_commit(REEMBED, job.pk)
+    if enqueue:
+        enqueue_on_commit(REEMBED, job.pk)
     job.refresh_from_db()
     return job
 

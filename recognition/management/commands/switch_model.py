@@ -55,11 +55,11 @@ class Command(BaseCommand):
                 ).first()
                 if job is None:
                     raise CommandError("no stopped re-embed job to resume")
-                job = do_resume_reembed(job)
+                job = do_resume_reembed(job, enqueue=not options["here"])
             else:
                 if not options["name"]:
                     raise CommandError("name the model version to switch to")
-                job = do_start_reembed(options["name"])
+                job = do_start_reembed(options["name"], enqueue=not options["here"])
         except ActionError as exc:
             raise CommandError(str(exc)) from exc
         if options["here"]:
