@@ -200,14 +200,18 @@ def _embed_images(
             misses[name] = f"unreadable image: {exc}"
             continue
         t1 = time.perf_counter()
-        face = central_face(detect_faces(rgb, detector), rgb.shape[1], rgb.shape[0])
+        # An InsightFace pack (`evaluate --model`) detects and aligns with its own networks.
+        own = getattr(embedder, "detect_and_align", None)
+        candidates = own(rgb).faces if own is not None else detect_faces(rgb, detector)
+        face = central_face(candidates, rgb.shape[1], rgb.shape[0])
         t2 = time.perf_counter()
         timer["decode"] += t1 - t0
         timer["detect"] += t2 - t1
         if face is None:
             misses[name] = NO_FACE
             continue
-        pending.append((i, align_faces(rgb, [face])[0]))
+        align = getattr(embedder, "align", None)
+        pending.append((i, (align(rgb, [face]) if align else align_faces(rgb, [face]))[0]))
         timer["align"] += time.perf_counter() - t2
         if len(pending) >= batch_size:
             flush()

@@ -16,6 +16,7 @@ from faceweb.celery import app
 
 PROCESS_PHOTO = "recognition.tasks.process_photo"
 REMATCH_NEAR_FACES = "recognition.tasks.rematch_near_faces"
+REEMBED = "recognition.tasks.reembed"
 
 
 def enqueue(task_name: str, *args: Any) -> None:

@@ -212,6 +212,10 @@ FACEWEB_DATABASE_WAIT_SECONDS = env_int("FACEWEB_DATABASE_WAIT_SECONDS", 240, mi
 
 # Recognition
 FACEWEB_EMBEDDER = env_str("FACEWEB_EMBEDDER", DLIB_RESNET_VERSION)
+# Where `manage.py install_model` copies the InsightFace packs an operator supplies.
+FACEWEB_MODELS_DIR = Path(env_str("FACEWEB_MODELS_DIR", str(VAR_DIR / "models"))).resolve()
+# Photos a re-embed task handles before it hands over to the next message (resumable job).
+FACEWEB_REEMBED_BATCH = env_int("FACEWEB_REEMBED_BATCH", 50, minimum=1)
 FACEWEB_DEVICE = env_str("FACEWEB_DEVICE", "")  # "" = GPU when present, else CPU
 # torch and onnxruntime (detector) threads per worker process; 0 = every core. With several
 # worker processes on few cores, use cores / processes: oversubscribed torch threads made

@@ -22,5 +22,6 @@ urlpatterns = [
     path("api/search/", face_search_api, name="api-face-search"),
     path("api/", include("gallery.api_urls")),
     path("review/", include("recognition.web.urls")),
+    path("models/", include("recognition.web.model_urls")),
     path("", include("gallery.urls")),
 ]

@@ -18,7 +18,6 @@ from django.utils import timezone
 from pgvector.django import VectorField
 
 from recognition.core.images import IMAGE_SUFFIXES
-from recognition.core.versions import EMBEDDING_DIM
 
 # A gallery's tags are labels to filter by, not a data store: bounded so no client can make every
 # member's gallery list megabytes long.
@@ -225,7 +224,8 @@ class Face(models.Model):
     manual = models.BooleanField(default=False)
     crop = models.FileField(upload_to=derived_upload_to, max_length=255, blank=True)
 
-    embedding = VectorField(dimensions=EMBEDDING_DIM, null=True, blank=True)
+    # Dimensionless: `embedder_version` fixes the length (recognition/core/versions.py).
+    embedding = VectorField(null=True, blank=True)
     embedder_version = models.CharField(max_length=64, blank=True)
 
     quality = models.JSONField(default=dict, blank=True)  # the filter's input features

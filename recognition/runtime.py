@@ -9,19 +9,61 @@ import numpy as np
 from django.conf import settings
 
 from recognition.core import ood
+from recognition.core.backends import Backend
+from recognition.core.backends.dlib import DlibBackend
+from recognition.core.backends.insightface_pack import load_pack
 from recognition.core.detection import DetectedFace, DetectorConfig
-from recognition.core.embedding import Embedder, get_embedder
+from recognition.core.embedding import get_embedder
 from recognition.core.ood import OodVerdict
 from recognition.core.pipeline import AnalysedFace
+from recognition.core.versions import BUILTIN
+from recognition.models import ModelVersion
 
 
-def embedder() -> Embedder:
-    """The process's embedding network (loaded once; device and threads from settings)."""
-    return get_embedder(
-        settings.FACEWEB_EMBEDDER,
-        settings.FACEWEB_DEVICE or None,
-        threads=settings.FACEWEB_TORCH_THREADS or None,
+def active_version() -> str:
+    """The embedder version new photos are processed with and searches use (one query): the
+    active ModelVersion row, else the setting FACEWEB_EMBEDDER."""
+    name = ModelVersion.objects.filter(is_active=True).values_list("name", flat=True).first()
+    return name or settings.FACEWEB_EMBEDDER
+
+
+def lock_active_model(*, exclusive: bool) -> None:
+    """Transaction-scoped advisory lock on the active model: storing faces holds it shared (and
+    checks that its version is still the active one), the switch holds it exclusive, so no
+    face of the old version is stored after a switch commits."""
+    from django.db import connection
+
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {fn}(hashtext(%s))", ["faceweb-active-model"])
+
+
+def backend(version: str | None = None) -> Backend:
+    """The detector + embedder of a version (default: the active one), loaded once per process
+    with the device and threads of the settings. An InsightFace pack must be installed."""
+    version = version or active_version()
+    if version in BUILTIN or version == "dlib-reference":
+        model = get_embedder(
+            version, settings.FACEWEB_DEVICE or None, threads=settings.FACEWEB_TORCH_THREADS or None
+        )
+        return DlibBackend(detector_config(), model)
+    row = ModelVersion.objects.filter(name=version, kind=ModelVersion.Kind.PACK).first()
+    if row is None:
+        raise LookupError(f"model version {version!r} is not installed (manage.py install_model)")
+    return load_pack(
+        version,
+        str(settings.FACEWEB_MODELS_DIR / row.path),
+        str(row.files["detector"]),
+        str(row.files["recognizer"]),
+        settings.FACEWEB_TORCH_THREADS,
+        settings.FACEWEB_DEVICE,
+        settings.FACEWEB_MIN_FACE_PX,
     )
+
+
+def embedder() -> Backend:
+    """The active version's backend (kept for callers that only embed)."""
+    return backend()
 
 
 def detector_config() -> DetectorConfig:
@@ -72,3 +114,14 @@ def assess_probe(
         rules(),
         embedder_version,
     )[0]
+
+
+def detector_id(version: str) -> str:
+    """Which detector and alignment a version's faces come from, without loading it: two
+    versions with the same id find the same boxes (a re-embed then keeps every face)."""
+    if version in BUILTIN:
+        return f"dlib-align/{settings.FACEWEB_DETECTOR}"
+    row = ModelVersion.objects.filter(name=version).first()
+    if row is None or row.kind != ModelVersion.Kind.PACK:
+        return f"unknown/{version}"
+    return f"scrfd/{row.files.get('detector', '')}"

@@ -26,9 +26,10 @@ from gallery.actions.photos import (
 )
 from gallery.models import Photo
 from recognition.actions.identity import do_rematch_near_faces
+from recognition.actions.models import do_fail_reembed, do_finish_reembed, do_reembed_batch
 from recognition.actions.processing import do_process_photos
 from recognition.index.bases import do_finish_refit, do_refit_batch, do_start_refit
-from recognition.models import ProjectionBasis
+from recognition.models import ProjectionBasis, ReembedJob
 
 logger = logging.getLogger(__name__)
 
@@ -171,4 +172,30 @@ def refit_basis(embedder_version: str, target_id: int | None = None, batch_size:
             do_finish_refit(embedder_version, target)
             return "done"
     refit_basis.delay(embedder_version, target.pk, batch_size)
+    return "continued"
+
+
+@shared_task(**{**RETRY, "soft_time_limit": 600, "time_limit": 660})
+def reembed(job_id: int, seconds: float = 60.0) -> str:
+    """Stage photos of a re-embed job for about a minute, then hand over to a new message; when
+    none is left, switch (recognition/actions/models.py). Running it twice, or after a crash,
+    continues the job: staged photos are not staged again. An error other than the database's
+    stops the job (state "failed", with the error); `switch_model --resume` goes on from there.
+    """
+    job = ReembedJob.objects.filter(pk=job_id).first()
+    if job is None or job.state != ReembedJob.State.RUNNING:
+        return "gone" if job is None else str(job.state)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if do_reembed_batch(job, settings.FACEWEB_REEMBED_BATCH) == 0:
+                do_finish_reembed(job)
+                return "switched"
+    except OperationalError:
+        raise
+    except Exception as exc:
+        logger.exception("re-embed job %s stopped", job_id)
+        do_fail_reembed(job, f"{type(exc).__name__}: {exc}")
+        return "failed"
+    reembed.delay(job_id, seconds)
     return "continued"

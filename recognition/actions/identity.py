@@ -32,8 +32,8 @@ from gallery.models import (
     trusted_q,
 )
 from recognition.core import matching
-from recognition.core.calibration import thresholds
 from recognition.core.geometry import Box, iou
+from recognition.core.trust import match_thresholds
 from recognition.index.enrolment import sync_face_templates
 from recognition.index.search import search_faces
 from recognition.models import Template
@@ -689,7 +689,9 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
             and f.person_id is not None
             and f.assignment == Face.Assignment.CONFIRMED
         }
-        limits = thresholds(members[0].embedder_version)
+        limits = match_thresholds(members[0].embedder_version)
+        if limits is None:
+            continue  # an uncalibrated version names nobody (a learning phase): all unknown
         decided.update(
             matching.assign_photo(
                 {f.pk: candidates.get(f.pk, []) for f in members},
@@ -802,7 +804,10 @@ def do_rematch_near_faces(face_ids: Iterable[int]) -> int:
     for face in sources:
         if not face.is_trusted:
             continue
-        limit = thresholds(face.embedder_version).possible
+        limits = match_thresholds(face.embedder_version)
+        if limits is None:
+            continue
+        limit = limits.possible
         near.update(
             Face.objects.filter(
                 trusted_q(),

@@ -14,13 +14,20 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
 
 from gallery.actions.common import ActionError
-from gallery.actions.photos import delete_stored_files, do_fail_photo, do_finish_photo
+from gallery.actions.photos import (
+    Requeue,
+    delete_stored_files,
+    do_fail_photo,
+    do_finish_photo,
+    do_requeue_photo,
+)
 from gallery.models import Face, FaceEvent, Photo
 from recognition.actions.identity import (
     carry_not_persons,
@@ -29,7 +36,8 @@ from recognition.actions.identity import (
     not_person_rows,
 )
 from recognition.core import ood
-from recognition.core.detection import DetectorConfig
+from recognition.core.backends import Backend
+from recognition.core.backends.dlib import DlibBackend
 from recognition.core.geometry import iou
 from recognition.core.images import (
     BadImage,
@@ -48,7 +56,8 @@ from recognition.core.pipeline import (
     prefetched,
 )
 from recognition.index.enrolment import sync_face_templates
-from recognition.runtime import assess_faces, detector_config, embedder
+from recognition.runtime import active_version, assess_faces, lock_active_model
+from recognition.runtime import backend as active_backend
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +97,21 @@ class _Prepared:
     crash: Exception | None = None  # anything else, handed back with its photo
 
 
-def _prepare(path: Path, detector: DetectorConfig) -> _Prepared:
+def _detect_and_align(model: Backend, rgb: np.ndarray) -> Detected:
+    if isinstance(model, DlibBackend):
+        return detect_and_align(rgb, model.detector)
+    return model.detect_and_align(rgb)
+
+
+def _analyse_box(model: Backend, rgb: np.ndarray, box: tuple[int, int, int, int]) -> AnalysedFace:
+    if isinstance(model, DlibBackend):
+        return analyse_box(rgb, box, model.detector, model.embedder)
+    found = model.face_in_box(rgb, box)
+    chip = model.align(rgb, [found])
+    return AnalysedFace(found, chip[0], model.embed(chip)[0])
+
+
+def _prepare(path: Path, model: Backend) -> _Prepared:
     """Runs in the prefetch thread: files and pure steps only, never the database."""
     try:
         decoded = decode_image(path, max_pixels=settings.FACEWEB_MAX_IMAGE_PIXELS)
@@ -97,7 +120,7 @@ def _prepare(path: Path, detector: DetectorConfig) -> _Prepared:
     try:
         return _Prepared(
             decoded=decoded,
-            detected=detect_and_align(decoded.rgb, detector),
+            detected=_detect_and_align(model, decoded.rgb),
             thumb=jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_THUMBNAIL_SIDE),
             preview=jpeg_bytes(decoded.rgb, max_side=settings.FACEWEB_PREVIEW_SIDE),
         )
@@ -117,10 +140,10 @@ def do_process_photos(photos: Sequence[Photo]) -> Iterator[tuple[Photo, Exceptio
     in status FAILED with a readable error and yields None; the stored original is never
     touched. A database error is raised: the photos not yet yielded are still PROCESSING.
     """
-    detector, model = detector_config(), embedder()
+    model = active_backend()
     paths = [Path(photo.original.path) for photo in photos]
     batch_size = settings.FACEWEB_WORKER_BATCH
-    stream = prefetched(paths, lambda path: _prepare(path, detector), ahead=batch_size)
+    stream = prefetched(paths, lambda path: _prepare(path, model), ahead=batch_size)
     for chunk in batched(zip(photos, stream, strict=True), batch_size):
         detected = [(photo, p.detected) for photo, p in chunk if p.detected is not None]
         by_photo: dict[int, list[AnalysedFace]] = {}
@@ -176,6 +199,13 @@ def _store(photo: Photo, prepared: _Prepared, analysed: list[AnalysedFace], vers
             delete_stored_files([photo.thumbnail.name or "", photo.preview.name or ""])
             logger.info("photo %s was deleted while it was processed", photo.pk)
             return
+        # The library moved to another model while this photo was in the models: its faces
+        # would be the only ones of the old version, so it goes through the new one instead.
+        lock_active_model(exclusive=False)
+        if active_version() != version:
+            delete_stored_files([photo.thumbnail.name or "", photo.preview.name or ""])
+            do_requeue_photo(photo, reason=Requeue.NEW_VERSION)
+            return
         old_faces = list(Face.objects.select_for_update().filter(photo=photo))
         # Faces drawn by hand stay; a detection on top of one is the same face, found again.
         drawn = [f for f in old_faces if f.manual]
@@ -206,7 +236,8 @@ def _store(photo: Photo, prepared: _Prepared, analysed: list[AnalysedFace], vers
 
 
 def _assess(analysed: Sequence[AnalysedFace], embedder_version: str) -> list[ood.OodVerdict]:
-    """The out-of-distribution filter's verdict (with its reasons) on each face."""
+    """The out-of-distribution filter's verdict (with its reasons) on each face; a version the
+    filter was not trained for gets the quality rules only (ood.assess)."""
     return assess_faces(analysed, embedder_version)
 
 
@@ -289,8 +320,8 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
     except BadImage as exc:
         raise ActionError(str(exc)) from exc
     box = check_drawn_box(box, decoded.width, decoded.height)
-    model = embedder()
-    analysed = analyse_box(decoded.rgb, box, detector_config(), model)
+    model = active_backend()
+    analysed = _analyse_box(model, decoded.rgb, box)
     det = analysed.detection
     agreed = det.score > 0
     if not agreed:
@@ -317,6 +348,9 @@ def do_add_face(photo: Photo, box: tuple[int, int, int, int], by: User) -> Face:
         )
         if gallery_id is None:
             raise ActionError("The photo was deleted meanwhile.")
+        lock_active_model(exclusive=False)
+        if active_version() != model.version:
+            raise ActionError("The face model changed meanwhile: draw the box again.")
         photo.gallery_id = gallery_id
         others = Face.objects.select_for_update().filter(photo=photo)
         for other in others.exclude(review_status=Face.Review.NOT_FACE):

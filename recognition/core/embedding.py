@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recognition.core.detection import model_path
-from recognition.core.versions import DLIB_RESNET_VERSION, EMBEDDING_DIM
+from recognition.core.versions import DLIB_RESNET_FLIP_VERSION, DLIB_RESNET_VERSION, EMBEDDING_DIM
 
 DLIB_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
@@ -399,6 +399,24 @@ class DlibResnetEmbedder:
         return out
 
 
+class DlibFlipEmbedder:
+    """dlib's ResNet on each chip and on its mirror image, the two descriptors averaged
+    (version dlib-resnet-flip-v1): one forward pass over both, so about twice the cost."""
+
+    name = DLIB_RESNET_FLIP_VERSION
+    version = DLIB_RESNET_FLIP_VERSION
+    dimension = EMBEDDING_DIM
+
+    def __init__(self, plain: DlibResnetEmbedder) -> None:
+        self.plain = plain
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        chips = _check_chips(chips)
+        both = self.plain.embed(np.concatenate([chips, chips[:, :, ::-1]]))
+        mean: np.ndarray = ((both[: len(chips)] + both[len(chips) :]) / 2).astype(np.float32)
+        return mean
+
+
 class DlibReferenceEmbedder:
     """dlib's own compute_face_descriptor, one chip at a time: for parity tests and benchmarks."""
 
@@ -433,6 +451,10 @@ def _cached_embedder(name: str, device: str, threads: int) -> Embedder:
         else:
             torch.set_num_threads(threads)
         return DlibResnetEmbedder(load_dlib_resnet(model_path(DLIB_RESNET_FILE)), device)
+    if name == DLIB_RESNET_FLIP_VERSION:
+        plain = _cached_embedder(DLIB_RESNET_VERSION, device, threads)
+        assert isinstance(plain, DlibResnetEmbedder)
+        return DlibFlipEmbedder(plain)
     if name == "dlib-reference":
         return DlibReferenceEmbedder()
     raise ValueError(f"unknown embedder {name!r}")

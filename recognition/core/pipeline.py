@@ -32,7 +32,7 @@ R = TypeVar("R")
 @dataclass(frozen=True)
 class AnalysedFace:
     detection: DetectedFace
-    chip: np.ndarray  # 150x150x3 uint8, the aligned face the embedding was computed on
+    chip: np.ndarray  # (S, S, 3) uint8 (150 for dlib, 112 for ArcFace), the aligned face embedded
     embedding: np.ndarray  # (D,) float32
 
 
@@ -70,7 +70,8 @@ def embed_detected(
     """The faces of several images with their embeddings, all chips in one forward pass; and
     the milliseconds that pass took."""
     chips = [d.chips for d in images]
-    all_chips = np.concatenate(chips) if chips else np.zeros((0, 150, 150, 3), dtype=np.uint8)
+    size = int(getattr(embedder, "chip_size", 150))
+    all_chips = np.concatenate(chips) if chips else np.zeros((0, size, size, 3), dtype=np.uint8)
     t0 = time.perf_counter()
     vectors = embedder.embed(all_chips)
     embed_ms = (time.perf_counter() - t0) * 1000

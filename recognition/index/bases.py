@@ -27,7 +27,7 @@ from django.db.models import Max
 
 from gallery.models import Face, trusted_q
 from recognition.core.projection import Basis, basis_from_bytes, basis_to_bytes, fit_basis
-from recognition.core.versions import EMBEDDING_DIM
+from recognition.core.versions import embedding_dim
 from recognition.models import ProjectionBasis, Template
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def trusted_embeddings(embedder_version: str, limit: int = FIT_MAX_SAMPLES) -> n
         qs = qs.order_by("?")
     values = list(qs.values_list("embedding", flat=True)[:limit])
     if not values:
-        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        return np.zeros((0, embedding_dim(embedder_version)), dtype=np.float32)
     return np.asarray(np.stack([np.asarray(v, dtype=np.float32) for v in values]))
 
 
@@ -102,7 +102,7 @@ def active_basis(embedder_version: str) -> tuple[int, Basis]:
     row = ProjectionBasis.objects.filter(embedder_version=embedder_version, is_active=True).first()
     if row is not None:
         return row.pk, basis_of(row)
-    basis = fit_basis(trusted_embeddings(embedder_version), dim=EMBEDDING_DIM)
+    basis = fit_basis(trusted_embeddings(embedder_version), dim=embedding_dim(embedder_version))
     try:
         with transaction.atomic():
             row = _save_basis(embedder_version, basis, active=True)
@@ -176,7 +176,7 @@ def do_start_refit(embedder_version: str, *, resume: bool = True) -> ProjectionB
         existing = pending_basis(embedder_version)
         if existing is not None:
             return existing
-    basis = fit_basis(trusted_embeddings(embedder_version), dim=EMBEDDING_DIM)
+    basis = fit_basis(trusted_embeddings(embedder_version), dim=embedding_dim(embedder_version))
     with transaction.atomic():
         lock_version(embedder_version, exclusive=True)
         return _save_basis(embedder_version, basis, active=False)

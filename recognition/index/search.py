@@ -22,7 +22,6 @@ from recognition.core.staged import (
     staged_rank,
     staged_rank_precomputed,
 )
-from recognition.core.versions import EMBEDDING_DIM
 from recognition.index.bases import basis_rows, search_bases
 
 # Build parameters of the level-1 HNSW index (migration 0004, refit_basis --ensure-index). At 1M
@@ -365,7 +364,7 @@ def search_faces(
     people face i must not be matched to ("not this person" decisions).
     """
 
-    embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+    embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
     params = search_params(levels, delta, shortlist, mode)
     excludes = list(exclude_person_ids) if exclude_person_ids is not None else []
     excludes += [()] * (embeddings.shape[0] - len(excludes))

@@ -25,13 +25,13 @@ from django.db.models.functions import RowNumber
 
 from gallery.access import AnyUser, visible_gallery_ids, visible_people
 from gallery.models import Face, Person
-from recognition.core.calibration import thresholds
-from recognition.core.embedding import get_embedder
+from recognition.core.backends.dlib import DlibBackend
 from recognition.core.images import decode_image, jpeg_bytes
 from recognition.core.matching import Verdict, verdict
-from recognition.core.pipeline import analyse_image
+from recognition.core.pipeline import analyse_image, embed_detected
+from recognition.core.trust import LEARNING_PHASE, match_thresholds
 from recognition.index.search import search_people
-from recognition.runtime import assess_probe, detector_config
+from recognition.runtime import assess_probe, backend
 
 PROBE_TTL_SECONDS = 15 * 60
 PROBE_SALT = "faceweb.face-search.probe"
@@ -97,6 +97,7 @@ class SearchOutcome:
     possible: float
     times_ms: dict[str, float] = field(default_factory=dict)
     plan: str = ""  # the staged search's plan ("hnsw" or "exact"), for benchmarks
+    learning: str = ""  # the model has no calibrated thresholds yet (recognition/core/trust.py)
 
     @property
     def answer(self) -> Verdict:
@@ -125,7 +126,7 @@ def analyse_probe(data: bytes) -> ProbeAnalysis:
     decoded = decode_image(data, max_pixels=settings.FACEWEB_MAX_IMAGE_PIXELS)
     t1 = time.perf_counter()
     times["decode"] = (t1 - t0) * 1e3
-    embedder = get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None)
+    embedder = backend()
     # One probe chip gains nothing from intra-op threads, and on a busy box torch's threads wait
     # on each other (0.1-1.5 s instead of 15-40 ms per chip measured on the 2-core dev box).
     if torch.get_num_threads() != 1:
@@ -133,15 +134,21 @@ def analyse_probe(data: bytes) -> ProbeAnalysis:
     # A probe is a photo of the person being looked for, so the face is rarely small: with HOG,
     # a first pass without upsampling finds it in a quarter of the time (HOG's window is 80 px
     # there), and only a photo where it finds nothing pays for the gallery's upsampled pass.
-    config = detector_config()
-    first = replace(config, upsample=0) if config.model == "hog" else config
-    analysed, stage = analyse_image(decoded.rgb, first, embedder)
-    if not analysed and first != config:
-        analysed, again = analyse_image(decoded.rgb, config, embedder)
-        stage.detect += again.detect
-        stage.align += again.align
-        stage.embed += again.embed
-    times.update(detect=stage.detect, align=stage.align, embed=stage.embed)
+    if isinstance(embedder, DlibBackend):
+        config = embedder.detector
+        first = replace(config, upsample=0) if config.model == "hog" else config
+        analysed, stage = analyse_image(decoded.rgb, first, embedder.embedder)
+        if not analysed and first != config:
+            analysed, again = analyse_image(decoded.rgb, config, embedder.embedder)
+            stage.detect += again.detect
+            stage.align += again.align
+            stage.embed += again.embed
+        times.update(detect=stage.detect, align=stage.align, embed=stage.embed)
+    else:
+        detected = embedder.detect_and_align(decoded.rgb)
+        found, embed_ms = embed_detected([detected], embedder)
+        analysed = found[0]
+        times.update(detect=detected.detect_ms, align=detected.align_ms, embed=embed_ms)
     t2 = time.perf_counter()
     faces = []
     for i, item in enumerate(analysed):
@@ -219,9 +226,18 @@ def search_face(
     A face the filter rejected is not searched: the outcome says so with its reasons.
     """
 
-    limits = thresholds(embedder_version)
+    limits = match_thresholds(embedder_version)
+    # An uncalibrated version (a learning phase) still answers, nearest first, but calls no
+    # one the same person: every hit is at most "possible".
+    same = limits.same if limits else 0.0
+    possible = limits.possible if limits else 4.0  # beyond any distance of these vectors
     outcome = SearchOutcome(
-        face=face, rejected=face.rejected, hits=[], same=limits.same, possible=limits.possible
+        face=face,
+        rejected=face.rejected,
+        hits=[],
+        same=same,
+        possible=possible,
+        learning="" if limits else LEARNING_PHASE,
     )
     if face.rejected:
         return outcome
@@ -245,7 +261,7 @@ def search_face(
             PersonHit(
                 person=person,
                 distance=cand.distance,
-                verdict=verdict(cand.distance, limits.same, limits.possible),
+                verdict=verdict(cand.distance, same, possible),
                 template_face_id=cand.face_id,
                 photos=photos.get(cand.person_id, []),
                 photo_count=counts.get(cand.person_id, 0),

@@ -15,7 +15,8 @@ from evaluation.metrics import read_pairs
 from evaluation.report import Variant, evaluate, write_report
 from recognition.core.detection import DETECTORS
 from recognition.core.embedding import get_embedder
-from recognition.runtime import detector_config
+from recognition.core.versions import BUILTIN
+from recognition.runtime import backend, detector_config
 
 DETECTOR_NAMES = {"centerface": "CenterFace", "hog": "HOG", "cnn": "MMOD"}
 
@@ -43,6 +44,12 @@ class Command(BaseCommand):
             choices=DETECTORS,
             help="detectors to compare, one pipeline each (default: FACEWEB_DETECTOR)",
         )
+        parser.add_argument(
+            "--model",
+            nargs="+",
+            help="model versions to compare side by side (built in, or an installed InsightFace "
+            "pack: insightface-buffalo_l); default: FACEWEB_EMBEDDER",
+        )
         parser.add_argument("--upsample", type=int, default=1, help="HOG upsampling")
         parser.add_argument(
             "--retry",
@@ -69,25 +76,10 @@ class Command(BaseCommand):
         if options["ood"]:
             self._ood(root, out, pairs_file, options)
             return
-        embed = functools.partial(
-            embed_labeled_folder,
-            root,
-            None if options["no_cache"] else settings.VAR_DIR / "cache",
-            embedder=get_embedder(settings.FACEWEB_EMBEDDER, settings.FACEWEB_DEVICE or None),
-            limit=options["limit"],
-        )
+        versions = options["model"] or [settings.FACEWEB_EMBEDDER]
         variants: list[Variant] = []
-        for model in options["detector"] or [settings.FACEWEB_DETECTOR]:
-            detector = replace(detector_config(), model=model, upsample=options["upsample"])
-            name = DETECTOR_NAMES[model]
-            data = embed(detector=detector)
-            variants += [Variant(name, data), Variant(f"{name} + flip TTA", data, flip_tta=True)]
-            if model == "hog" and options["retry"] == "cnn":
-                retried = embed(detector=detector, fallback=replace(detector, model="cnn"))
-                variants += [
-                    Variant("HOG, MMOD retry", retried),
-                    Variant("HOG, MMOD retry + flip TTA", retried, flip_tta=True),
-                ]
+        for version in versions:
+            variants += self._variants(root, version, len(versions) > 1, options)
         pairs = read_pairs(pairs_file) if pairs_file is not None else None
         report = evaluate(
             variants,
@@ -114,3 +106,39 @@ class Command(BaseCommand):
         path.write_text(markdown + "\n")
         self.stdout.write(markdown)
         self.stdout.write(f"wrote {path}")
+
+    def _variants(
+        self, root: Path, version: str, named: bool, options: dict[str, Any]
+    ) -> list[Variant]:
+        """The rows of one model version: its detector(s), each plain and with flip TTA."""
+        if version in BUILTIN:
+            embedder: Any = get_embedder(version, settings.FACEWEB_DEVICE or None)
+        else:
+            try:
+                embedder = backend(version)
+            except LookupError as exc:
+                raise CommandError(str(exc)) from exc
+        embed = functools.partial(
+            embed_labeled_folder,
+            root,
+            None if options["no_cache"] else settings.VAR_DIR / "cache",
+            embedder=embedder,
+            limit=options["limit"],
+        )
+        variants: list[Variant] = []
+        own_detector = version not in BUILTIN
+        for model in (
+            ["scrfd"] if own_detector else options["detector"] or [settings.FACEWEB_DETECTOR]
+        ):
+            detector = replace(detector_config(), model=model, upsample=options["upsample"])
+            name = "SCRFD" if own_detector else DETECTOR_NAMES[model]
+            name = f"{version}: {name}" if named else name
+            data = embed(detector=detector)
+            variants += [Variant(name, data), Variant(f"{name} + flip TTA", data, flip_tta=True)]
+            if model == "hog" and options["retry"] == "cnn" and not own_detector:
+                retried = embed(detector=detector, fallback=replace(detector, model="cnn"))
+                variants += [
+                    Variant(f"{name}, MMOD retry", retried),
+                    Variant(f"{name}, MMOD retry + flip TTA", retried, flip_tta=True),
+                ]
+        return variants

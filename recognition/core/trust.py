@@ -1,0 +1,54 @@
+"""What a model version may be trusted with: thresholds and the out-of-distribution filter are
+per version, and a version without them is in a learning phase.
+
+Until the filter is trained for a version only the quality rules (size, blur, pose, exposure)
+judge its faces; until its thresholds are calibrated the matcher tags nothing automatically and
+suggests nothing (its distances mean nothing yet), and the pages say so. These two lookups are
+the only places that answer "is version X trusted"; `train_ood` and `calibrate` fill them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recognition.core.calibration import Thresholds, thresholds
+from recognition.core.ood import OodModel
+
+LEARNING_PHASE = (
+    "Automatic matching is in a learning phase for this model: faces are checked for quality "
+    "only and nobody is named automatically until it has been calibrated."
+)
+
+
+def match_thresholds(embedder_version: str) -> Thresholds | None:
+    """The version's calibrated thresholds, or None: no automatic tags, no suggestions."""
+    try:
+        return thresholds(embedder_version)
+    except LookupError:
+        return None
+
+
+def ood_model_for(embedder_version: str, shipped: OodModel | None) -> OodModel | None:
+    """The filter trained for this version's vectors, or None (quality rules only)."""
+    if shipped is not None and shipped.embedder_version == embedder_version:
+        return shipped
+    return None
+
+
+@dataclass(frozen=True)
+class Trust:
+    version: str
+    calibrated: bool
+    filter_trained: bool
+
+    @property
+    def learning(self) -> bool:
+        return not (self.calibrated and self.filter_trained)
+
+
+def trust(embedder_version: str, shipped: OodModel | None) -> Trust:
+    return Trust(
+        embedder_version,
+        match_thresholds(embedder_version) is not None,
+        ood_model_for(embedder_version, shipped) is not None,
+    )
