@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
@@ -31,9 +32,9 @@ from gallery.models import (
     PersonMerge,
     trusted_q,
 )
-from recognition.core import matching
+from recognition.core import calibration, matching
 from recognition.core.calibration import thresholds
-from recognition.core.geometry import Box, iou
+from recognition.core.geometry import Box, euclidean_distances, iou
 from recognition.index.enrolment import sync_face_templates
 from recognition.index.search import search_faces
 from recognition.models import Template
@@ -522,8 +523,7 @@ def do_undo_merge(merge: PersonMerge, by: User) -> Person:
 # Faces the matcher never decides again: named by a person, or ignored as strangers.
 SETTLED = frozenset({Face.Assignment.CONFIRMED, Face.Assignment.IGNORED})
 
-# Enough neighbours for the look-alike margin after "not this person" exclusions.
-MATCH_TOP_N = 4
+MATCH_TOP_N = matching.MATCH_TOP_N
 
 # A confirmed face re-matches at most this many unknown faces near it (nearest first).
 REMATCH_LIMIT = 500
@@ -606,6 +606,51 @@ def _refine(
     return matching.Candidate(person_id, float(row[1]), row[0]) if row else None
 
 
+def library_size(gallery_ids: list[int], embedder_version: str) -> int:
+    """How many people the search for a face can return: people with a template in
+    `gallery_ids` (the matcher's `matchable_gallery_ids`). The limits grow stricter with it."""
+    return (
+        Template.objects.filter(gallery_id__in=gallery_ids, embedder_version=embedder_version)
+        .values("person_id")
+        .distinct()
+        .count()
+    )
+
+
+def library_limits(gallery_ids: list[int], embedder_version: str) -> calibration.Thresholds:
+    """The auto-tag and suggestion limits for a search over `gallery_ids`, sized to its people
+    so the expected share of strangers tagged (suggested) stays within the settings' targets."""
+    return calibration.library_thresholds(
+        embedder_version,
+        library_size(gallery_ids, embedder_version),
+        settings.FACEWEB_AUTO_TAG_STRANGER_RATE,
+        settings.FACEWEB_SUGGEST_STRANGER_RATE,
+    )
+
+
+def person_limits(
+    person_ids: Iterable[int], gallery_ids: list[int], embedder_version: str, same: float
+) -> dict[int, float]:
+    """Own auto-tag limits (`calibration.person_same`) of the people with enough templates in
+    `gallery_ids`; the others use the library's."""
+    vectors: dict[int, list[np.ndarray]] = defaultdict(list)
+    rows = Template.objects.filter(
+        person_id__in=list(person_ids),
+        gallery_id__in=gallery_ids,
+        embedder_version=embedder_version,
+    ).values_list("person_id", "face__embedding")
+    for person_id, embedding in rows:
+        vectors[person_id].append(np.asarray(embedding, dtype=np.float32))
+    out: dict[int, float] = {}
+    for person_id, vecs in vectors.items():
+        if len(vecs) < calibration.PERSON_MIN_FACES:
+            continue
+        d = euclidean_distances(np.stack(vecs), np.stack(vecs))
+        np.fill_diagonal(d, np.inf)
+        out[person_id] = calibration.person_same(same, d.min(axis=1).tolist())
+    return out
+
+
 def _candidates(faces: list[Face]) -> dict[int, list[matching.Candidate]]:
     """Usable candidates per face from the staged search over its library's templates."""
 
@@ -681,6 +726,7 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
     for face in open_faces:
         by_photo[face.photo_id].append(face)
     decided: dict[int, matching.FaceMatch] = {}
+    scopes: dict[int, list[int]] = {}
     for photo_id, members in by_photo.items():
         taken = {
             f.person_id
@@ -689,13 +735,20 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
             and f.person_id is not None
             and f.assignment == Face.Assignment.CONFIRMED
         }
-        limits = thresholds(members[0].embedder_version)
+        version = members[0].embedder_version
+        gallery_id = members[0].photo.gallery_id
+        if gallery_id not in scopes:
+            scopes[gallery_id] = matchable_gallery_ids(gallery_id)
+        scope = scopes[gallery_id]
+        limits = library_limits(scope, version)
+        near = {c.person_id for f in members for c in candidates.get(f.pk, [])}
         decided.update(
             matching.assign_photo(
                 {f.pk: candidates.get(f.pk, []) for f in members},
                 same=limits.same,
                 possible=limits.possible,
                 taken_people=taken,
+                person_same=person_limits(near, scope, version, limits.same),
             )
         )
     for face in rows:

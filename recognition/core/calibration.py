@@ -1,26 +1,57 @@
-"""Open-set decision thresholds per embedder version (Euclidean distances, original space).
+"""Open-set decision limits per embedder version, sized to the searcher's library.
 
-`search_people` returns the full distance of each candidate's nearest template; the matcher
-accepts the best candidate as the same person when it is within `same`, offers it as a
-possible match within `possible`, and calls the face unknown beyond.
+`search_people` returns the full Euclidean distance of each candidate's nearest template; the
+matcher tags the best candidate automatically when it is within `same` (and clearly nearer than
+the runner-up), offers it as a suggestion within `possible`, and calls the face unknown beyond.
 
-dlib-resnet-v1: 0.6 is dlib's own verification threshold (98.55% on the full LFW 6,000-pair
-protocol, /work/shared/faces/README.md); 0.5 is the stricter auto-tag level. Measured on the LFW
-half in /work/shared/faces (BENCHMARKS.md, "search", `manage.py benchmark_search`), FPIR / FNIR:
-- library of 50 people: 1.5% / 11.9% at 0.5, 29% / 1.2% at 0.6;
-- library of 200 people: 4.9% / 13.2% at 0.5, 61% / 2.3% at 0.6;
-- all 2,683 enrolled LFW people: 18% / 6.7% at 0.5, 98% / 2.9% at 0.6.
-So 0.5 keeps wrong automatic tags to a few percent of strangers' faces in a personal library
-(the matcher also demands a margin over the runner-up), while 0.6 is only good for suggestions a
-person confirms: most strangers get one. FPIR grows with the number of people enrolled; a
-library of thousands of people needs a lower `same` (0.45: 3.9% / 16.8% on all of LFW).
+Why the limits depend on the library. A stranger's face (someone not enrolled) is compared with
+every person the searcher can see; the more people, the likelier one of them is near by chance.
+With fixed limits (0.5 / 0.6, dlib's verification level) measured on the LFW half in
+/work/shared/faces, FPIR / FNIR were 1.5% / 11.9% at 0.5 with 50 people, 4.9% / 13.2% with 200
+and 18% / 6.7% with all 2,683; at 0.6 nearly every stranger got a suggestion.
+
+So the limits come from a *stranger model* fitted by `manage.py calibrate` on labelled faces and
+shipped per embedder version as recognition/weights/calibration-<version>.json: for a few
+library sizes N_i, the measured share G_i(t) of strangers whose nearest person is within t
+(every labelled face takes the stranger's part against libraries of N_i other identities drawn
+at random, many draws). For a library of N people the share is read from the largest measured
+size N_i <= N and grown as if the extra people were independent draws,
+    P(N, t) = 1 - (1 - G_i(t)) ** (N / N_i),
+which over-states the growth (nearest distances to more people are positively dependent), so
+the limit errs strict. `same` is the largest t with P(N, t) <= the auto-tag target (setting
+FACEWEB_AUTO_TAG_STRANGER_RATE, default 0.5%), `possible` the largest with P(N, t) <= the
+suggestion target (FACEWEB_SUGGEST_STRANGER_RATE), each capped by the fixed limits below.
+
+Per person: when a person has at least `PERSON_MIN_FACES` confirmed faces, their own spread
+(how far each confirmed face is from the person's other faces) bounds their auto-tag limit from
+above: a face much further from a tight cluster than any of the person's own faces is suggested,
+not tagged (see `person_same`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from recognition.core.versions import DLIB_RESNET_VERSION
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+FORMAT = 1
+
+# Targets when settings give none: the share of strangers' faces that may be tagged
+# automatically, and the share that may get a suggestion.
+DEFAULT_AUTO_RATE = 0.005
+DEFAULT_SUGGEST_RATE = 0.05
+
+# A person with this many confirmed faces gets a limit of their own (see `person_same`).
+PERSON_MIN_FACES = 5
 
 
 @dataclass(frozen=True)
@@ -33,14 +64,17 @@ class Thresholds:
             raise ValueError(f"need 0 < same <= possible, got {self.same}, {self.possible}")
 
 
+# The fixed limits: dlib's verification level for suggestions and a stricter auto-tag level.
+# They are the ceilings of the library-sized limits, and the limits of a version that has a
+# fixed entry but no stranger model.
 THRESHOLDS: dict[str, Thresholds] = {
     DLIB_RESNET_VERSION: Thresholds(same=0.5, possible=0.6),
 }
 
 
 def thresholds(embedder_version: str) -> Thresholds:
-    """The thresholds of a version. An uncalibrated version raises: its distances mean nothing
-    until measured, and guessing would auto-tag strangers."""
+    """The fixed (ceiling) limits of a version. An uncalibrated version raises: its distances
+    mean nothing until measured, and guessing would auto-tag strangers."""
     try:
         return THRESHOLDS[embedder_version]
     except KeyError:
@@ -48,3 +82,179 @@ def thresholds(embedder_version: str) -> Thresholds:
             f"no calibrated thresholds for embedder {embedder_version!r}; "
             "measure them and add them to recognition/core/calibration.py"
         ) from None
+
+
+@dataclass(frozen=True)
+class StrangerModel:
+    """The measured share of strangers whose nearest person is within a distance, by library
+    size: `rates[i][k]` = P(nearest of `sizes[i]` people <= `distances[k]`)."""
+
+    embedder_version: str
+    distances: tuple[float, ...]  # ascending grid
+    sizes: tuple[int, ...]  # ascending library sizes
+    rates: tuple[tuple[float, ...], ...]  # one row per size, non-decreasing along the grid
+    ceiling: Thresholds
+    fitted_on: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) == 0 or len(self.rates) != len(self.sizes):
+            raise ValueError("need one row of rates per library size")
+        if any(b <= a for a, b in zip(self.sizes, self.sizes[1:], strict=False)) or (
+            self.sizes[0] < 1
+        ):
+            raise ValueError("library sizes must be positive and ascending")
+        if any(len(row) != len(self.distances) for row in self.rates):
+            raise ValueError("every row of rates needs one rate per distance")
+
+    def stranger_rate(self, distance: float, library_size: int) -> float:
+        """Expected share of strangers whose nearest of `library_size` people is within
+        `distance` (see the module docstring)."""
+        if library_size <= 0:
+            return 0.0
+        i = max(int(np.searchsorted(self.sizes, library_size, side="right")) - 1, 0)
+        g = float(np.interp(distance, self.distances, self.rates[i], left=0.0, right=1.0))
+        return _grow(g, library_size / self.sizes[i])
+
+    def limit(self, library_size: int, rate: float) -> float:
+        """The largest distance whose expected stranger share is at most `rate` (0 when even
+        the smallest measured distance is over it)."""
+        if library_size <= 0:
+            return math.inf
+        i = max(int(np.searchsorted(self.sizes, library_size, side="right")) - 1, 0)
+        # Invert the growth: P(N, t) <= rate  <=>  G_i(t) <= 1 - (1 - rate) ** (N_i / N).
+        per_row = 1.0 - (1.0 - rate) ** (self.sizes[i] / library_size)
+        row = np.asarray(self.rates[i], dtype=np.float64)
+        grid = np.asarray(self.distances, dtype=np.float64)
+        ok = np.flatnonzero(row <= per_row)
+        if ok.size == 0:
+            return 0.0
+        k = int(ok[-1])
+        if k + 1 >= len(grid) or row[k + 1] <= row[k]:
+            return float(grid[k])
+        # Linear between the last grid point within the rate and the first over it.
+        frac = (per_row - row[k]) / (row[k + 1] - row[k])
+        return float(grid[k] + frac * (grid[k + 1] - grid[k]))
+
+    def limits(
+        self,
+        library_size: int,
+        auto_rate: float = DEFAULT_AUTO_RATE,
+        suggest_rate: float = DEFAULT_SUGGEST_RATE,
+    ) -> Thresholds:
+        """`same` and `possible` for a library of `library_size` people, within the ceiling."""
+        same = min(self.limit(library_size, auto_rate), self.ceiling.same)
+        possible = min(self.limit(library_size, suggest_rate), self.ceiling.possible)
+        # A limit of 0 would mean "never": keep the type's invariant with a tiny positive one.
+        same = max(same, 1e-6)
+        return Thresholds(same=same, possible=max(possible, same))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "embedder_version": self.embedder_version,
+            "ceiling": {"same": self.ceiling.same, "possible": self.ceiling.possible},
+            "distances": [round(d, 6) for d in self.distances],
+            "sizes": list(self.sizes),
+            "rates": [[round(r, 7) for r in row] for row in self.rates],
+            "fitted_on": dict(self.fitted_on),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StrangerModel:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"calibration format {data.get('format')!r}, expected {FORMAT}")
+        return cls(
+            embedder_version=str(data["embedder_version"]),
+            distances=tuple(float(d) for d in data["distances"]),
+            sizes=tuple(int(n) for n in data["sizes"]),
+            rates=tuple(tuple(float(r) for r in row) for row in data["rates"]),
+            ceiling=Thresholds(**data["ceiling"]),
+            fitted_on=dict(data.get("fitted_on", {})),
+        )
+
+
+def _grow(rate: float, factor: float) -> float:
+    """1 - (1 - rate) ** factor, accurate for tiny rates."""
+    if rate >= 1.0:
+        return 1.0
+    return float(-math.expm1(factor * math.log1p(-rate)))
+
+
+def fit_stranger_model(
+    nearest: np.ndarray,
+    sizes: Sequence[int],
+    *,
+    embedder_version: str,
+    ceiling: Thresholds,
+    distances: Sequence[float] | None = None,
+    fitted_on: Mapping[str, Any] | None = None,
+) -> StrangerModel:
+    """A stranger model from measured nearest-person distances.
+
+    `nearest[j]` holds, for library size `sizes[j]`, the nearest-person distance of each
+    simulated stranger search (any shape; flattened).
+    """
+    grid = np.asarray(
+        distances if distances is not None else np.round(np.arange(0.2, 0.8001, 0.0025), 4),
+        dtype=np.float64,
+    )
+    rows = []
+    for sample in nearest:
+        values = np.sort(np.asarray(sample, dtype=np.float64).ravel())
+        rows.append(tuple(float(r) for r in np.searchsorted(values, grid, "right") / len(values)))
+    return StrangerModel(
+        embedder_version=embedder_version,
+        distances=tuple(float(d) for d in grid),
+        sizes=tuple(int(n) for n in sizes),
+        rates=tuple(rows),
+        ceiling=ceiling,
+        fitted_on=dict(fitted_on or {}),
+    )
+
+
+def model_path(embedder_version: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
+    return weights_dir / f"calibration-{embedder_version}.json"
+
+
+@functools.cache
+def stranger_model(embedder_version: str) -> StrangerModel | None:
+    """The shipped stranger model of a version (read once per process), or None."""
+    path = model_path(embedder_version)
+    if not path.is_file():
+        return None
+    model = StrangerModel.from_json(json.loads(path.read_text()))
+    if model.embedder_version != embedder_version:
+        raise ValueError(f"{path} is for {model.embedder_version!r}")
+    return model
+
+
+def library_thresholds(
+    embedder_version: str,
+    library_size: int,
+    auto_rate: float = DEFAULT_AUTO_RATE,
+    suggest_rate: float = DEFAULT_SUGGEST_RATE,
+) -> Thresholds:
+    """The limits for a search among `library_size` people: from the version's stranger model,
+    or its fixed limits when it has none; an unknown version raises LookupError."""
+    model = stranger_model(embedder_version)
+    if model is None:
+        return thresholds(embedder_version)
+    return model.limits(library_size, auto_rate, suggest_rate)
+
+
+def person_same(base_same: float, own_spread: Sequence[float]) -> float:
+    """A person's own auto-tag limit: at most `base_same`, and no further than their own faces
+    lie from each other when they have `PERSON_MIN_FACES` confirmed faces.
+
+    `own_spread`: for each confirmed face, its distance to the person's nearest other confirmed
+    face. A tight cluster (a person photographed alike) gets a stricter limit, so a stranger who
+    happens to fall near is suggested rather than tagged; the limit never rises above the
+    library's.
+    """
+    spread = np.asarray(own_spread, dtype=np.float64)
+    if spread.size < PERSON_MIN_FACES:
+        return base_same
+    # The largest own distance plus a quarter of the person's typical one: a new photo of them
+    # is seldom further from the nearest old one than the furthest old one is.
+    own = float(spread.max() + 0.25 * np.median(spread))
+    return min(base_same, own)

@@ -25,6 +25,10 @@ from recognition.core.geometry import euclidean_distances
 # near as the best one, the face is only suggested, so a person confirms it.
 DEFAULT_MARGIN = 0.04
 
+# People per face the matcher asks the search for: enough neighbours for the look-alike margin
+# after "not this person" exclusions.
+MATCH_TOP_N = 4
+
 
 class Decision(enum.StrEnum):
     AUTO = "auto"
@@ -101,11 +105,14 @@ def assign_photo(
     possible: float,
     taken_people: Iterable[int] = (),
     margin: float = DEFAULT_MARGIN,
+    person_same: Mapping[int, float] | None = None,
 ) -> dict[int, FaceMatch]:
     """Decide every face of one photo at once.
 
     `faces`: face id -> usable candidates (see `usable_candidates`). `taken_people`: people
     already held by the photo's other faces (confirmed tags), never offered again.
+    `person_same`: people with an auto-tag limit of their own (stricter than `same`, see
+    `recognition.core.calibration.person_same`).
     Leaving a face unknown costs just over `possible`, so a face takes any person within it, and
     the faces share the people so that the summed distance is least.
     """
@@ -140,7 +147,8 @@ def assign_photo(
         if chosen is None:
             continue
         decision = Decision.SUGGEST
-        if chosen.distance <= same:
+        limit = min(same, (person_same or {}).get(chosen.person_id, same))
+        if chosen.distance <= limit:
             runner_up = next(
                 (c.distance for c in faces[fid] if c.person_id != chosen.person_id), None
             )

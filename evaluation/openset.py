@@ -1,0 +1,327 @@
+"""Open-set decisions by library size, made by the app's own decision code.
+
+The matcher (`recognition/actions/identity.py: do_match_faces`) takes the people nearest to a
+face (`matching.MATCH_TOP_N`, nearest template each), sizes its limits to the number of people
+the searcher can see (`calibration.StrangerModel.limits`, per-person limits from
+`calibration.person_same`) and decides with `matching.assign_photo`. This module runs exactly
+those functions on labelled embeddings, with the search done exactly in numpy instead of the
+staged PostgreSQL search (which agrees with exact search on nearly every probe, BENCHMARKS.md
+"search").
+
+Everything here is drawn from the labels, never from what a pipeline detected, so pipelines are
+compared on one split: an image where a pipeline found no face is a miss when it is a mated
+probe, is never wrongly tagged when it is a stranger, and gives no template in the gallery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluation.metrics import Split, closed_set_split, gallery_index, search_identities
+from recognition.core import calibration, matching
+from recognition.core.calibration import StrangerModel, Thresholds
+from recognition.core.geometry import euclidean_distances
+
+LIBRARY_SIZES: tuple[int | None, ...] = (10, 100, 1000, None)  # None: every enrolled identity
+CALIBRATION_SIZES = (1, 3, 10, 30, 100, 300, 1000, 3000)
+
+
+def label_split(
+    labels: np.ndarray,
+    *,
+    unenrolled_share: float = 0.2,
+    seed: int = 1,
+    probe_every: int = 2,
+) -> tuple[Split, np.ndarray]:
+    """The open-set split from the labels alone: a seeded share of the identities with 2+
+    images is never enrolled (their images are the strangers' searches), every
+    `probe_every`-th image of the other multi-image identities is a mated probe, the rest and
+    all single-image identities are the gallery. Returns the split and the unenrolled labels.
+
+    The same labels give the same split whatever a pipeline detected.
+    """
+    labels = np.asarray(labels)
+    everything = np.ones(len(labels), dtype=bool)
+    counts = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
+    multi = np.flatnonzero(counts >= 2)
+    n_out = round(unenrolled_share * len(multi))
+    out = np.sort(np.random.default_rng(seed).choice(multi, size=n_out, replace=False))
+    split = closed_set_split(labels, everything, probe_every=probe_every, unenrolled=out.tolist())
+    return split, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration: the stranger model
+
+
+def identity_matrix(
+    embeddings: np.ndarray, labels: np.ndarray, found: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the images `rows` that have a face: (image rows, identities, (R, I) distance from
+    each image to each identity's nearest *other* image). An identity's own column holds the
+    distance to its nearest other image (inf for a single image)."""
+    rows = np.asarray(rows)[found[np.asarray(rows)]]
+    index = gallery_index(embeddings[rows], labels[rows])
+    dist = search_identities(index, embeddings[rows])
+    own = np.searchsorted(index.ids, labels[rows])
+    # The identity's own column: exclude the image itself (its distance 0 to itself).
+    full = euclidean_distances(embeddings[rows], embeddings[rows])
+    np.fill_diagonal(full, np.inf)
+    same = labels[rows][:, None] == labels[rows][None, :]
+    dist[np.arange(len(rows)), own] = np.where(same, full, np.inf).min(axis=1)
+    return rows, index.ids, dist
+
+
+def stranger_nearest(
+    dist: np.ndarray,
+    own: np.ndarray,
+    size: int,
+    *,
+    rounds: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """Nearest-person distances of simulated stranger searches against libraries of `size`
+    identities: each round draws one library at random; every image whose identity is not in
+    it is a stranger's search. `own[r]` is the column of row r's identity."""
+    rng = np.random.default_rng(seed)
+    n_ids = dist.shape[1]
+    out = []
+    for _ in range(rounds):
+        if size >= n_ids - 1:
+            # Every identity but the stranger's own: one deterministic library per stranger.
+            masked = dist.copy()
+            masked[np.arange(len(dist)), own] = np.inf
+            out.append(masked.min(axis=1))
+            break
+        library = rng.choice(n_ids, size=size, replace=False)
+        inside = np.zeros(n_ids, dtype=bool)
+        inside[library] = True
+        strangers = ~inside[own]
+        out.append(dist[np.ix_(strangers, library)].min(axis=1))
+    return np.concatenate(out)
+
+
+def fit_model(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    found: np.ndarray,
+    rows: np.ndarray,
+    *,
+    embedder_version: str,
+    ceiling: Thresholds,
+    sizes: Sequence[int] = CALIBRATION_SIZES,
+    searches_per_size: int = 200_000,
+    seed: int = 0,
+    fitted_on: dict[str, object] | None = None,
+) -> StrangerModel:
+    """The stranger model of `manage.py calibrate`: every labelled face in `rows` plays the
+    stranger against random libraries of each size drawn from the other identities."""
+    rows, ids, dist = identity_matrix(embeddings, labels, found, rows)
+    own = np.searchsorted(ids, labels[rows])
+    kept_sizes = [n for n in sizes if n < len(ids)] + [len(ids) - 1]
+    kept_sizes = sorted(set(kept_sizes))
+    samples = [
+        stranger_nearest(
+            dist,
+            own,
+            n,
+            rounds=max(1, searches_per_size // max(len(rows), 1)),
+            seed=seed + n,
+        )
+        for n in kept_sizes
+    ]
+    meta = {"images": len(rows), "identities": len(ids), **(fitted_on or {})}
+    return calibration.fit_stranger_model(
+        samples, kept_sizes, embedder_version=embedder_version, ceiling=ceiling, fitted_on=meta
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions by library size
+
+
+@dataclass(frozen=True)
+class LibraryRow:
+    size: int  # people in the library
+    libraries: int  # libraries drawn
+    same: float  # mean auto-tag limit used
+    possible: float
+    stranger_searches: int
+    stranger_auto: float  # share of strangers' faces tagged automatically
+    stranger_suggested: float  # share of strangers' faces given a suggestion (or a tag)
+    mated_searches: int
+    mated_auto_correct: float  # share of mated faces tagged with the right person
+    mated_found: float  # tagged right or suggested right first ("suggestion recall")
+    auto_precision: float  # right tags / all tags, strangers' and mated faces pooled
+    fnir_at_fpir_1: float  # FNIR at the largest limit with FPIR <= 1%, this library size
+
+
+def _person_spread(
+    embeddings: np.ndarray, labels: np.ndarray, gallery: np.ndarray
+) -> dict[int, np.ndarray]:
+    """Per identity with `PERSON_MIN_FACES` gallery faces: each face's distance to its nearest
+    other gallery face of the identity (what the matcher reads from confirmed templates)."""
+    out: dict[int, np.ndarray] = {}
+    ids, counts = np.unique(labels[gallery], return_counts=True)
+    for label in ids[counts >= calibration.PERSON_MIN_FACES]:
+        rows = gallery[labels[gallery] == label]
+        d = euclidean_distances(embeddings[rows], embeddings[rows])
+        np.fill_diagonal(d, np.inf)
+        out[int(label)] = d.min(axis=1)
+    return out
+
+
+def decide(
+    dist: np.ndarray,
+    ids: np.ndarray,
+    limits: Thresholds,
+    person_same: dict[int, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The matcher's decision for each search row of an identity-distance matrix, one face per
+    photo: (decision per row, chosen identity (-1: none), rank-1 distance)."""
+    k = min(matching.MATCH_TOP_N, dist.shape[1])
+    decisions = np.empty(len(dist), dtype=object)
+    chosen = np.full(len(dist), -1, dtype=np.int64)
+    if k == 0:
+        decisions[:] = matching.Decision.UNKNOWN
+        return decisions, chosen, np.full(len(dist), np.inf)
+    part = np.argpartition(dist, k - 1, axis=1)[:, :k]
+    part_d = np.take_along_axis(dist, part, axis=1)
+    order = np.argsort(part_d, axis=1, kind="stable")
+    top = np.take_along_axis(part, order, axis=1)
+    top_d = np.take_along_axis(part_d, order, axis=1)
+    for r in range(len(dist)):
+        cands = matching.usable_candidates(
+            matching.Candidate(int(ids[c]), float(d), None)
+            for c, d in zip(top[r], top_d[r], strict=True)
+            if np.isfinite(d)
+        )
+        match = matching.assign_photo(
+            {0: cands}, same=limits.same, possible=limits.possible, person_same=person_same
+        )[0]
+        decisions[r] = match.decision
+        chosen[r] = match.person_id if match.person_id is not None else -1
+    return decisions, chosen, top_d[:, 0]
+
+
+def library_rows(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    found: np.ndarray,
+    split: Split,
+    model: StrangerModel,
+    *,
+    sizes: Sequence[int | None] = LIBRARY_SIZES,
+    auto_rate: float = calibration.DEFAULT_AUTO_RATE,
+    suggest_rate: float = calibration.DEFAULT_SUGGEST_RATE,
+    per_person: bool = True,
+    seed: int = 0,
+    min_mated: int = 400,
+) -> list[LibraryRow]:
+    """Stranger auto-tag rate, auto-tag precision, suggestion recall and FNIR @ FPIR 1% for
+    libraries of each size drawn from the enrolled identities (None: all of them).
+
+    A library is a random set of enrolled identities with all their gallery images as
+    templates; its mated searches are the probes of those identities, its strangers' searches
+    every unenrolled image. Small libraries are drawn again until `min_mated` mated searches
+    are pooled.
+    """
+    gallery = split.gallery[found[split.gallery]]
+    index = gallery_index(embeddings[gallery], labels[gallery])
+    enrolled = index.ids
+    strangers = split.nonmated[found[split.nonmated]]
+    n_strangers_all = len(split.nonmated)
+    stranger_d = search_identities(index, embeddings[strangers])
+    probes = split.probes
+    probe_d = search_identities(index, embeddings[probes])
+    probe_d[~found[probes]] = np.inf
+    spread = _person_spread(embeddings, labels, gallery) if per_person else {}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size in sizes:
+        n = len(enrolled) if size is None or size >= len(enrolled) else size
+        limits = model.limits(n, auto_rate, suggest_rate)
+        person_same = {
+            pid: calibration.person_same(limits.same, s.tolist()) for pid, s in spread.items()
+        }
+        s_dec, m_dec, m_ok, s_d1, m_d1, m_hit = [], [], [], [], [], []
+        libraries = 0
+        mated_count = 0
+        while True:
+            cols = (
+                np.arange(len(enrolled))
+                if n == len(enrolled)
+                else rng.choice(len(enrolled), size=n, replace=False)
+            )
+            cols = np.sort(cols)
+            ids = enrolled[cols]
+            dec, chosen, d1 = decide(stranger_d[:, cols], ids, limits, person_same)
+            s_dec.append(dec)
+            s_d1.append(d1)
+            mine = np.isin(labels[probes], ids)
+            dec, chosen, d1 = decide(probe_d[np.ix_(mine, cols)], ids, limits, person_same)
+            truth = labels[probes][mine]
+            m_dec.append(dec)
+            m_ok.append(chosen == truth)
+            # Rank-1 identity right, for the FNIR sweep.
+            first = ids[np.argmin(probe_d[np.ix_(mine, cols)], axis=1)]
+            m_hit.append(first == truth)
+            m_d1.append(d1)
+            libraries += 1
+            mated_count += int(mine.sum())
+            if n == len(enrolled) or (mated_count >= min_mated and libraries >= 5):
+                break
+            if libraries >= 2000:
+                break
+        sd = np.concatenate(s_dec)
+        md = np.concatenate(m_dec)
+        mok = np.concatenate(m_ok)
+        # Strangers whose face was not found are never tagged: they count in the denominator.
+        n_s = libraries * n_strangers_all
+        s_auto = int((sd == matching.Decision.AUTO).sum())
+        s_any = int(((sd == matching.Decision.AUTO) | (sd == matching.Decision.SUGGEST)).sum())
+        m_auto_ok = int(((md == matching.Decision.AUTO) & mok).sum())
+        m_auto = int((md == matching.Decision.AUTO).sum())
+        offered = (md == matching.Decision.AUTO) | (md == matching.Decision.SUGGEST)
+        m_found = int((offered & mok).sum())
+        n_m = len(md)
+        tags = m_auto + s_auto
+        fnir = fnir_at_fpir(
+            np.concatenate(s_d1), n_s, np.concatenate(m_d1), np.concatenate(m_hit), 0.01
+        )
+        rows.append(
+            LibraryRow(
+                size=n,
+                libraries=libraries,
+                same=limits.same,
+                possible=limits.possible,
+                stranger_searches=n_s,
+                stranger_auto=s_auto / max(n_s, 1),
+                stranger_suggested=s_any / max(n_s, 1),
+                mated_searches=n_m,
+                mated_auto_correct=m_auto_ok / max(n_m, 1),
+                mated_found=m_found / max(n_m, 1),
+                auto_precision=m_auto_ok / tags if tags else float("nan"),
+                fnir_at_fpir_1=fnir,
+            )
+        )
+    return rows
+
+
+def fnir_at_fpir(
+    stranger_d1: np.ndarray,
+    n_strangers: int,
+    mated_d1: np.ndarray,
+    mated_hit: np.ndarray,
+    target: float,
+) -> float:
+    """FNIR at the largest limit whose FPIR (strangers with any candidate within it, out of
+    `n_strangers`) is at most `target`; rank-1 mated hits within the limit count as found."""
+    nonmated = np.sort(stranger_d1[np.isfinite(stranger_d1)])
+    k = int(np.floor(target * n_strangers + 1e-9))
+    limit = float(nonmated[k]) if k < len(nonmated) else float("inf")
+    hits = mated_hit & (mated_d1 < limit)
+    return 1.0 - float(hits.sum()) / max(len(mated_d1), 1)
