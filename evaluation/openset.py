@@ -67,11 +67,16 @@ def identity_matrix(
     index = gallery_index(embeddings[rows], labels[rows])
     dist = search_identities(index, embeddings[rows])
     own = np.searchsorted(index.ids, labels[rows])
-    # The identity's own column: exclude the image itself (its distance 0 to itself).
-    full = euclidean_distances(embeddings[rows], embeddings[rows])
-    np.fill_diagonal(full, np.inf)
-    same = labels[rows][:, None] == labels[rows][None, :]
-    dist[np.arange(len(rows)), own] = np.where(same, full, np.inf).min(axis=1)
+    # The identity's own column: the nearest *other* image (not the image itself, at 0).
+    own_d = np.full(len(rows), np.inf)
+    for label in np.unique(labels[rows]):
+        members = np.flatnonzero(labels[rows] == label)
+        if len(members) < 2:
+            continue
+        d = euclidean_distances(embeddings[rows[members]], embeddings[rows[members]])
+        np.fill_diagonal(d, np.inf)
+        own_d[members] = d.min(axis=1)
+    dist[np.arange(len(rows)), own] = own_d
     return rows, index.ids, dist
 
 

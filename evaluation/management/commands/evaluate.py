@@ -43,7 +43,9 @@ class Command(BaseCommand):
             choices=DETECTORS,
             help="detectors to compare, one pipeline each (default: FACEWEB_DETECTOR)",
         )
-        parser.add_argument("--upsample", type=int, default=1, help="HOG upsampling")
+        parser.add_argument(
+            "--upsample", type=int, default=1, help="HOG upsampling of the non-app detectors"
+        )
         parser.add_argument(
             "--retry",
             choices=["cnn", "none"],
@@ -80,9 +82,15 @@ class Command(BaseCommand):
             limit=options["limit"],
         )
         variants: list[Variant] = []
-        for model in options["detector"] or [settings.FACEWEB_DETECTOR]:
-            detector = replace(detector_config(), model=model, upsample=options["upsample"])
-            name = DETECTOR_NAMES[model]
+        # The app's own pipeline (its detector at its settings, no flip) comes first: the
+        # headline numbers are what the app runs; variants follow, on the same split.
+        app = settings.FACEWEB_DETECTOR
+        models = options["detector"] or [app]
+        models = sorted(set(models), key=lambda m: (m != app, models.index(m)))
+        for model in models:
+            upsample = settings.FACEWEB_DETECT_UPSAMPLE if model == app else options["upsample"]
+            detector = replace(detector_config(), model=model, upsample=upsample)
+            name = DETECTOR_NAMES[model] + (" (app)" if model == app else "")
             data = embed(detector=detector)
             variants += [Variant(name, data), Variant(f"{name} + flip TTA", data, flip_tta=True)]
             if model == "hog" and options["retry"] == "cnn":
