@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -46,8 +47,8 @@ def test_it_keeps_the_expected_share_of_strangers_at_the_target() -> None:
 def test_its_limits_grow_stricter_with_the_library() -> None:
     model = _model(np.random.default_rng(1))
     limits = [model.limits(n, 0.005, 0.05) for n in (1, 10, 100, 1000, 10_000)]
-    assert all(a.same >= b.same for a, b in zip(limits, limits[1:], strict=False))
-    assert all(a.possible >= b.possible for a, b in zip(limits, limits[1:], strict=False))
+    assert all(a.same >= b.same for a, b in itertools.pairwise(limits))
+    assert all(a.possible >= b.possible for a, b in itertools.pairwise(limits))
     assert all(lim.same <= lim.possible for lim in limits)
     assert limits[-1].same < limits[1].same
     # The fixed limits stay the ceiling.
