@@ -217,7 +217,7 @@ def library_rows(
     labels: np.ndarray,
     found: np.ndarray,
     split: Split,
-    model: StrangerModel,
+    model: StrangerModel | Thresholds,
     *,
     sizes: Sequence[int | None] = LIBRARY_SIZES,
     auto_rate: float = calibration.DEFAULT_AUTO_RATE,
@@ -248,7 +248,10 @@ def library_rows(
     rows = []
     for size in sizes:
         n = len(enrolled) if size is None or size >= len(enrolled) else size
-        limits = model.limits(n, auto_rate, suggest_rate)
+        # Fixed Thresholds: the matcher before limits were sized to the library.
+        limits = (
+            model if isinstance(model, Thresholds) else model.limits(n, auto_rate, suggest_rate)
+        )
         person_same = {
             pid: calibration.person_same(limits.same, s.tolist()) for pid, s in spread.items()
         }

@@ -12,7 +12,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
@@ -36,7 +35,7 @@ from recognition.core import calibration, matching
 from recognition.core.calibration import thresholds
 from recognition.core.geometry import Box, euclidean_distances, iou
 from recognition.index.enrolment import sync_face_templates
-from recognition.index.search import search_faces
+from recognition.index.search import library_limits, search_faces
 from recognition.models import Template
 
 logger = logging.getLogger(__name__)
@@ -604,28 +603,6 @@ def _refine(
         .first()
     )
     return matching.Candidate(person_id, float(row[1]), row[0]) if row else None
-
-
-def library_size(gallery_ids: list[int], embedder_version: str) -> int:
-    """How many people the search for a face can return: people with a template in
-    `gallery_ids` (the matcher's `matchable_gallery_ids`). The limits grow stricter with it."""
-    return (
-        Template.objects.filter(gallery_id__in=gallery_ids, embedder_version=embedder_version)
-        .values("person_id")
-        .distinct()
-        .count()
-    )
-
-
-def library_limits(gallery_ids: list[int], embedder_version: str) -> calibration.Thresholds:
-    """The auto-tag and suggestion limits for a search over `gallery_ids`, sized to its people
-    so the expected share of strangers tagged (suggested) stays within the settings' targets."""
-    return calibration.library_thresholds(
-        embedder_version,
-        library_size(gallery_ids, embedder_version),
-        settings.FACEWEB_AUTO_TAG_STRANGER_RATE,
-        settings.FACEWEB_SUGGEST_STRANGER_RATE,
-    )
 
 
 def person_limits(

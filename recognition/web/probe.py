@@ -25,12 +25,11 @@ from django.db.models.functions import RowNumber
 
 from gallery.access import AnyUser, visible_gallery_ids, visible_people
 from gallery.models import Face, Person
-from recognition.core.calibration import thresholds
 from recognition.core.embedding import get_embedder
 from recognition.core.images import decode_image, jpeg_bytes
 from recognition.core.matching import Verdict, verdict
 from recognition.core.pipeline import analyse_image
-from recognition.index.search import search_people
+from recognition.index.search import library_limits, search_people
 from recognition.runtime import assess_probe, detector_config
 
 PROBE_TTL_SECONDS = 15 * 60
@@ -219,14 +218,15 @@ def search_face(
     A face the filter rejected is not searched: the outcome says so with its reasons.
     """
 
-    limits = thresholds(embedder_version)
+    gallery_ids = visible_gallery_ids(user)
+    # The verdicts use the matcher's limits for the people this user can see.
+    limits = library_limits(gallery_ids, embedder_version)
     outcome = SearchOutcome(
         face=face, rejected=face.rejected, hits=[], same=limits.same, possible=limits.possible
     )
     if face.rejected:
         return outcome
     t0 = time.perf_counter()
-    gallery_ids = visible_gallery_ids(user)
     result = search_people(
         face.embedding, gallery_ids=gallery_ids, embedder_version=embedder_version, top_n=top_n
     )
