@@ -3,7 +3,7 @@
 The matcher (`recognition/actions/identity.py: do_match_faces`) takes the people nearest to a
 face (`matching.MATCH_TOP_N`, nearest template each), sizes its limits to the number of people
 the searcher can see (`calibration.StrangerModel.limits`, per-person limits from
-`calibration.person_same`) and decides with `matching.assign_photo`. This module runs exactly
+`calibration.person_cap`) and decides with `matching.assign_photo`. This module runs exactly
 those functions on labelled embeddings, with the search done exactly in numpy instead of the
 staged PostgreSQL search (which agrees with exact search on nearly every probe, BENCHMARKS.md
 "search").
@@ -15,14 +15,17 @@ probe, is never wrongly tagged when it is a stranger, and gives no template in t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from evaluation.folder import LabeledEmbeddings
 from evaluation.metrics import Split, closed_set_split, gallery_index, search_identities
 from recognition.core import calibration, matching
-from recognition.core.calibration import StrangerModel, Thresholds
+from recognition.core.calibration import Limits, Score, StrangerModel, Thresholds
 from recognition.core.geometry import euclidean_distances
 
 LIBRARY_SIZES: tuple[int | None, ...] = (10, 100, 1000, None)  # None: every enrolled identity
@@ -80,17 +83,27 @@ def identity_matrix(
     return rows, index.ids, dist
 
 
-def stranger_nearest(
+def best_scores(sub: np.ndarray, score: Score) -> np.ndarray:
+    """The score of each row's best person (see `calibration.Score`) from an (R, N) matrix of
+    person distances."""
+    k = min(score.cohort + 1, sub.shape[1])
+    top = np.sort(np.partition(sub, k - 1, axis=1)[:, :k], axis=1)
+    out: np.ndarray = top[:, 0] - score.offsets(top)
+    return out
+
+
+def stranger_scores(
     dist: np.ndarray,
     own: np.ndarray,
     size: int,
+    score: Score,
     *,
     rounds: int,
     seed: int = 0,
 ) -> np.ndarray:
-    """Nearest-person distances of simulated stranger searches against libraries of `size`
-    identities: each round draws one library at random; every image whose identity is not in
-    it is a stranger's search. `own[r]` is the column of row r's identity."""
+    """Best scores of simulated stranger searches against libraries of `size` identities: each
+    round draws one library at random; every image whose identity is not in it is a stranger's
+    search. `own[r]` is the column of row r's identity."""
     rng = np.random.default_rng(seed)
     n_ids = dist.shape[1]
     out = []
@@ -99,13 +112,13 @@ def stranger_nearest(
             # Every identity but the stranger's own: one deterministic library per stranger.
             masked = dist.copy()
             masked[np.arange(len(dist)), own] = np.inf
-            out.append(masked.min(axis=1))
+            out.append(best_scores(masked, score))
             break
         library = rng.choice(n_ids, size=size, replace=False)
         inside = np.zeros(n_ids, dtype=bool)
         inside[library] = True
         strangers = ~inside[own]
-        out.append(dist[np.ix_(strangers, library)].min(axis=1))
+        out.append(best_scores(dist[np.ix_(strangers, library)], score))
     return np.concatenate(out)
 
 
@@ -117,22 +130,29 @@ def fit_model(
     *,
     embedder_version: str,
     ceiling: Thresholds,
+    score: Score = calibration.COHORT,
     sizes: Sequence[int] = CALIBRATION_SIZES,
     searches_per_size: int = 200_000,
     seed: int = 0,
     fitted_on: dict[str, object] | None = None,
 ) -> StrangerModel:
     """The stranger model of `manage.py calibrate`: every labelled face in `rows` plays the
-    stranger against random libraries of each size drawn from the other identities."""
+    stranger against random libraries of each size drawn from the other identities. The
+    cohort's `fill` (for libraries of fewer people than the cohort) is the median distance
+    between different identities' faces."""
     rows, ids, dist = identity_matrix(embeddings, labels, found, rows)
     own = np.searchsorted(ids, labels[rows])
-    kept_sizes = [n for n in sizes if n < len(ids)] + [len(ids) - 1]
-    kept_sizes = sorted(set(kept_sizes))
+    if score.cohort:
+        others = dist.copy()
+        others[np.arange(len(rows)), own] = np.nan
+        score = dataclasses.replace(score, fill=round(float(np.nanmedian(others)), 4))
+    kept_sizes = sorted({n for n in sizes if n < len(ids) - 1} | {len(ids) - 1})
     samples = [
-        stranger_nearest(
+        stranger_scores(
             dist,
             own,
             n,
+            score,
             rounds=max(1, searches_per_size // max(len(rows), 1)),
             seed=seed + n,
         )
@@ -140,7 +160,12 @@ def fit_model(
     ]
     meta = {"images": len(rows), "identities": len(ids), **(fitted_on or {})}
     return calibration.fit_stranger_model(
-        samples, kept_sizes, embedder_version=embedder_version, ceiling=ceiling, fitted_on=meta
+        samples,
+        kept_sizes,
+        embedder_version=embedder_version,
+        ceiling=ceiling,
+        score=score,
+        fitted_on=meta,
     )
 
 
@@ -152,41 +177,44 @@ def fit_model(
 class LibraryRow:
     size: int  # people in the library
     libraries: int  # libraries drawn
-    same: float  # mean auto-tag limit used
-    possible: float
+    same: float  # auto-tag limit on the score (see `calibration.Score`)
+    possible: float  # suggestion limit on the score
     stranger_searches: int
     stranger_auto: float  # share of strangers' faces tagged automatically
     stranger_suggested: float  # share of strangers' faces given a suggestion (or a tag)
     mated_searches: int
     mated_auto_correct: float  # share of mated faces tagged with the right person
     mated_found: float  # tagged right or suggested right first ("suggestion recall")
-    auto_precision: float  # right tags / all tags, strangers' and mated faces pooled
+    auto_precision: float  # right tags / all tags, strangers and mated faces at the split's mix
+    mated_auto_wrong: float  # share of mated faces tagged as somebody else
     fnir_at_fpir_1: float  # FNIR at the largest limit with FPIR <= 1%, this library size
 
 
-def _person_spread(
+def _person_caps(
     embeddings: np.ndarray, labels: np.ndarray, gallery: np.ndarray
-) -> dict[int, np.ndarray]:
-    """Per identity with `PERSON_MIN_FACES` gallery faces: each face's distance to its nearest
-    other gallery face of the identity (what the matcher reads from confirmed templates)."""
-    out: dict[int, np.ndarray] = {}
+) -> dict[int, float]:
+    """`calibration.person_cap` of each identity with `PERSON_MIN_FACES` gallery faces (what the
+    matcher reads from confirmed templates)."""
+    out: dict[int, float] = {}
     ids, counts = np.unique(labels[gallery], return_counts=True)
     for label in ids[counts >= calibration.PERSON_MIN_FACES]:
         rows = gallery[labels[gallery] == label]
         d = euclidean_distances(embeddings[rows], embeddings[rows])
         np.fill_diagonal(d, np.inf)
-        out[int(label)] = d.min(axis=1)
+        cap = calibration.person_cap(d.min(axis=1).tolist())
+        if cap is not None:
+            out[int(label)] = cap
     return out
 
 
 def decide(
     dist: np.ndarray,
     ids: np.ndarray,
-    limits: Thresholds,
-    person_same: dict[int, float] | None = None,
+    limits: Limits,
+    person_caps: dict[int, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The matcher's decision for each search row of an identity-distance matrix, one face per
-    photo: (decision per row, chosen identity (-1: none), rank-1 distance)."""
+    photo: (decision per row, chosen identity (-1: none), best score)."""
     k = min(matching.MATCH_TOP_N, dist.shape[1])
     decisions = np.empty(len(dist), dtype=object)
     chosen = np.full(len(dist), -1, dtype=np.int64)
@@ -205,11 +233,16 @@ def decide(
             if np.isfinite(d)
         )
         match = matching.assign_photo(
-            {0: cands}, same=limits.same, possible=limits.possible, person_same=person_same
+            {0: cands},
+            same=limits.ceiling.same,
+            possible=limits.ceiling.possible,
+            face_limits={0: limits.for_face([c.distance for c in cands])},
+            person_caps=person_caps,
         )[0]
         decisions[r] = match.decision
         chosen[r] = match.person_id if match.person_id is not None else -1
-    return decisions, chosen, top_d[:, 0]
+    scores = top_d[:, 0] - limits.score.offsets(top_d)
+    return decisions, chosen, np.where(np.isfinite(top_d[:, 0]), scores, np.inf)
 
 
 def library_rows(
@@ -217,7 +250,7 @@ def library_rows(
     labels: np.ndarray,
     found: np.ndarray,
     split: Split,
-    model: StrangerModel | Thresholds,
+    model: StrangerModel | Limits,
     *,
     sizes: Sequence[int | None] = LIBRARY_SIZES,
     auto_rate: float = calibration.DEFAULT_AUTO_RATE,
@@ -243,18 +276,13 @@ def library_rows(
     probes = split.probes
     probe_d = search_identities(index, embeddings[probes])
     probe_d[~found[probes]] = np.inf
-    spread = _person_spread(embeddings, labels, gallery) if per_person else {}
+    caps = _person_caps(embeddings, labels, gallery) if per_person else {}
     rng = np.random.default_rng(seed)
     rows = []
     for size in sizes:
         n = len(enrolled) if size is None or size >= len(enrolled) else size
-        # Fixed Thresholds: the matcher before limits were sized to the library.
-        limits = (
-            model if isinstance(model, Thresholds) else model.limits(n, auto_rate, suggest_rate)
-        )
-        person_same = {
-            pid: calibration.person_same(limits.same, s.tolist()) for pid, s in spread.items()
-        }
+        # Fixed `Limits`: the matcher before limits were sized to the library.
+        limits = model if isinstance(model, Limits) else model.limits(n, auto_rate, suggest_rate)
         s_dec, m_dec, m_ok, s_d1, m_d1, m_hit = [], [], [], [], [], []
         libraries = 0
         mated_count = 0
@@ -266,11 +294,11 @@ def library_rows(
             )
             cols = np.sort(cols)
             ids = enrolled[cols]
-            dec, chosen, d1 = decide(stranger_d[:, cols], ids, limits, person_same)
+            dec, chosen, d1 = decide(stranger_d[:, cols], ids, limits, caps)
             s_dec.append(dec)
             s_d1.append(d1)
             mine = np.isin(labels[probes], ids)
-            dec, chosen, d1 = decide(probe_d[np.ix_(mine, cols)], ids, limits, person_same)
+            dec, chosen, d1 = decide(probe_d[np.ix_(mine, cols)], ids, limits, caps)
             truth = labels[probes][mine]
             m_dec.append(dec)
             m_ok.append(chosen == truth)
@@ -296,7 +324,12 @@ def library_rows(
         offered = (md == matching.Decision.AUTO) | (md == matching.Decision.SUGGEST)
         m_found = int((offered & mok).sum())
         n_m = len(md)
-        tags = m_auto + s_auto
+        # Precision at the split's own mix of strangers' and mated faces: every stranger is
+        # searched in every library drawn, so pooling the raw counts would weigh strangers
+        # (libraries x strangers) far above the mated faces of small libraries.
+        mix = len(split.nonmated) / max(len(split.probes), 1)
+        wrong = (m_auto - m_auto_ok) + (s_auto / max(n_s, 1)) * mix * n_m
+        tags = m_auto_ok + wrong
         fnir = fnir_at_fpir(
             np.concatenate(s_d1), n_s, np.concatenate(m_d1), np.concatenate(m_hit), 0.01
         )
@@ -313,6 +346,7 @@ def library_rows(
                 mated_auto_correct=m_auto_ok / max(n_m, 1),
                 mated_found=m_found / max(n_m, 1),
                 auto_precision=m_auto_ok / tags if tags else float("nan"),
+                mated_auto_wrong=(m_auto - m_auto_ok) / max(n_m, 1),
                 fnir_at_fpir_1=fnir,
             )
         )
@@ -333,3 +367,77 @@ def fnir_at_fpir(
     limit = float(nonmated[k]) if k < len(nonmated) else float("inf")
     hits = mated_hit & (mated_d1 < limit)
     return 1.0 - float(hits.sum()) / max(len(mated_d1), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores tried for fewer misses (BENCHMARKS.md, "trust-fnir")
+
+
+def _identity_scores(
+    data: LabeledEmbeddings, split: Split, fuse: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(identities, (P, I) mated, (S, I) strangers) person distances over the split's gallery:
+    the nearest template, or with `fuse` > 0 `(1 - fuse) * nearest + fuse * second nearest`
+    for people with 2+ templates (score fusion over templates)."""
+    gallery = split.gallery[data.found[split.gallery]]
+    order = np.argsort(data.labels[gallery], kind="stable")
+    gallery = gallery[order]
+    ids, starts = np.unique(data.labels[gallery], return_index=True)
+    ends = np.append(starts[1:], len(gallery))
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        if not fuse:
+            index = gallery_index(data.embeddings[gallery], data.labels[gallery])
+            out = search_identities(index, data.embeddings[rows])
+        else:
+            d = euclidean_distances(data.embeddings[rows], data.embeddings[gallery])
+            out = np.empty((len(rows), len(ids)))
+            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+                block = np.sort(d[:, a:b], axis=1)
+                out[:, j] = (
+                    block[:, 0] if b - a < 2 else (1 - fuse) * block[:, 0] + fuse * block[:, 1]
+                )
+        out[~data.found[rows]] = np.inf
+        return out
+
+    return ids, score(split.probes), score(split.nonmated)
+
+
+def variant_fnir(
+    data: LabeledEmbeddings,
+    split: Split,
+    score: Score,
+    *,
+    flip: bool = False,
+    fuse: float = 0.0,
+    target: float = 0.01,
+) -> float:
+    """FNIR at FPIR `target` with every enrolled identity in the library, for one way of
+    scoring (plain or cohort-normalised, flip-averaged embeddings, fused templates)."""
+    if flip:
+        data = data.with_flip_tta()
+    ids, mated, strangers = _identity_scores(data, split, fuse)
+    m_best = best_scores(mated, score)
+    s_best = best_scores(strangers, score)
+    hit = (ids[np.argmin(mated, axis=1)] == data.labels[split.probes]) & np.isfinite(m_best)
+    return fnir_at_fpir(s_best, len(split.nonmated), m_best, hit, target)
+
+
+SCORE_VARIANTS: dict[str, dict[str, Any]] = {
+    "nearest template, plain distance (the matcher before)": {"score": calibration.PLAIN},
+    "+ flip-averaged embeddings": {"score": calibration.PLAIN, "flip": True},
+    "+ score fusion, 0.75 nearest + 0.25 second nearest template": {
+        "score": calibration.PLAIN,
+        "fuse": 0.25,
+    },
+    "cohort-normalised, 3 next people, beta 0.5": {"score": Score(cohort=3, beta=0.5, fill=0.82)},
+    "cohort-normalised, 3 next people, beta 0.75 (app)": {"score": calibration.COHORT},
+    "cohort-normalised, 3 next people, beta 1.0": {"score": Score(cohort=3, beta=1.0, fill=0.82)},
+    "cohort-normalised, 10 next people, beta 0.75": {
+        "score": Score(cohort=10, beta=0.75, fill=0.82)
+    },
+    "cohort-normalised (app) + flip-averaged embeddings": {
+        "score": calibration.COHORT,
+        "flip": True,
+    },
+}

@@ -390,6 +390,7 @@ def library_markdown(variants: Sequence[VariantReport]) -> str:
                     f"{_pct(r.stranger_auto)} ({r.stranger_searches:,})",
                     _pct(r.stranger_suggested),
                     f"{_pct(r.auto_precision)}",
+                    f"{_pct(r.mated_auto_wrong)}",
                     f"{_pct(r.mated_auto_correct)}",
                     f"{_pct(r.mated_found)} ({r.mated_searches:,})",
                     _pct(r.fnir_at_fpir_1),
@@ -404,8 +405,10 @@ def library_markdown(variants: Sequence[VariantReport]) -> str:
             "identities with all their gallery images as templates, drawn again until 400+ "
             "mated searches are pooled; every stranger's face is searched in every library. "
             "The stranger model is fitted like `manage.py calibrate` but on the enrolled "
-            "identities only, so the strangers are unseen. Precision pools the strangers' and "
-            "the mated faces' automatic tags. Found = tagged right, or suggested with the right "
+            "identities only, so the strangers are unseen. Limits are on the cohort-normalised "
+            "score (`calibration.Score`), within the fixed 0.5 / 0.6 on the plain distance. "
+            "Precision counts the strangers' and the mated faces' tags at the split's own mix "
+            "of strangers and mated faces. Found = tagged right, or suggested with the right "
             "person):",
             "",
             markdown_table(
@@ -417,6 +420,7 @@ def library_markdown(variants: Sequence[VariantReport]) -> str:
                     "Strangers auto-tagged (%) (searches)",
                     "Strangers suggested (%)",
                     "Auto-tag precision (%)",
+                    "Mated tagged as someone else (%)",
                     "Mated auto-tagged right (%)",
                     "Mated found (%) (searches)",
                     "FNIR @ FPIR 1% (%)",

@@ -605,11 +605,11 @@ def _refine(
     return matching.Candidate(person_id, float(row[1]), row[0]) if row else None
 
 
-def person_limits(
-    person_ids: Iterable[int], gallery_ids: list[int], embedder_version: str, same: float
+def person_caps(
+    person_ids: Iterable[int], gallery_ids: list[int], embedder_version: str
 ) -> dict[int, float]:
-    """Own auto-tag limits (`calibration.person_same`) of the people with enough templates in
-    `gallery_ids`; the others use the library's."""
+    """Own auto-tag caps (`calibration.person_cap`) of the people with enough templates in
+    `gallery_ids`."""
     vectors: dict[int, list[np.ndarray]] = defaultdict(list)
     rows = Template.objects.filter(
         person_id__in=list(person_ids),
@@ -624,7 +624,9 @@ def person_limits(
             continue
         d = euclidean_distances(np.stack(vecs), np.stack(vecs))
         np.fill_diagonal(d, np.inf)
-        out[person_id] = calibration.person_same(same, d.min(axis=1).tolist())
+        cap = calibration.person_cap(d.min(axis=1).tolist())
+        if cap is not None:
+            out[person_id] = cap
     return out
 
 
@@ -719,13 +721,18 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
         scope = scopes[gallery_id]
         limits = library_limits(scope, version)
         near = {c.person_id for f in members for c in candidates.get(f.pk, [])}
+        found = {f.pk: candidates.get(f.pk, []) for f in members}
         decided.update(
             matching.assign_photo(
-                {f.pk: candidates.get(f.pk, []) for f in members},
-                same=limits.same,
-                possible=limits.possible,
+                found,
+                same=limits.ceiling.same,
+                possible=limits.ceiling.possible,
                 taken_people=taken,
-                person_same=person_limits(near, scope, version, limits.same),
+                face_limits={
+                    fid: limits.for_face([c.distance for c in cands])
+                    for fid, cands in found.items()
+                },
+                person_caps=person_caps(near, scope, version),
             )
         )
     for face in rows:

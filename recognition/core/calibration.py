@@ -12,24 +12,31 @@ and 18% / 6.7% with all 2,683; at 0.6 nearly every stranger got a suggestion.
 
 So the limits come from a *stranger model* fitted by `manage.py calibrate` on labelled faces and
 shipped per embedder version as recognition/weights/calibration-<version>.json: for a few
-library sizes N_i, the measured share G_i(t) of strangers whose nearest person is within t
-(every labelled face takes the stranger's part against libraries of N_i other identities drawn
-at random, many draws). For a library of N people the share is read from the largest measured
-size N_i <= N and grown as if the extra people were independent draws,
+library sizes N_i, the measured share G_i(t) of strangers whose score is within t (every
+labelled face takes the stranger's part against libraries of N_i other identities drawn at
+random, many draws). For a library of N people the share is read from the largest measured size
+N_i <= N and grown as if the extra people were independent draws,
     P(N, t) = 1 - (1 - G_i(t)) ** (N / N_i),
 which over-states the growth (nearest distances to more people are positively dependent), so
 the limit errs strict. `same` is the largest t with P(N, t) <= the auto-tag target (setting
 FACEWEB_AUTO_TAG_STRANGER_RATE, default 0.5%), `possible` the largest with P(N, t) <= the
-suggestion target (FACEWEB_SUGGEST_STRANGER_RATE), each capped by the fixed limits below.
+suggestion target (FACEWEB_SUGGEST_STRANGER_RATE).
+
+The score is cohort-normalised (`Score`): the distance to a person minus a share of the mean
+distance to the next few people the search found for the face. A stranger's face tends to be
+about as far from its nearest person as from the next ones; a mated face is much nearer to its
+own person than to anyone else. On the LFW dev split this halves the misses at 1% of strangers
+let through (BENCHMARKS.md, "trust-fnir"). The fixed limits below stay as ceilings on the plain
+distance.
 
 Per person: when a person has at least `PERSON_MIN_FACES` confirmed faces, their own spread
-(how far each confirmed face is from the person's other faces) bounds their auto-tag limit from
-above: a face much further from a tight cluster than any of the person's own faces is suggested,
-not tagged (see `person_same`).
+(how far each confirmed face is from the person's other faces) caps the distance at which a face
+is tagged as them automatically (see `person_cap`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -85,15 +92,81 @@ def thresholds(embedder_version: str) -> Thresholds:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The limits of one search: `same` and `possible` on the score (see `Score`), and the
+    fixed ceiling on the plain distance. `thresholds_of` a face's candidates gives the plain
+    distance limits the face is decided at."""
+
+    same: float
+    possible: float
+    ceiling: Thresholds
+    score: Score
+
+    def for_face(self, distances: Sequence[float]) -> Thresholds:
+        """Plain-distance limits for one face, from its candidates' distances (nearest first):
+        score <= limit  <=>  distance <= limit + offset, within the ceiling."""
+        offset = self.score.offset(distances)
+        same = min(self.same + offset, self.ceiling.same)
+        possible = min(self.possible + offset, self.ceiling.possible)
+        same = max(same, 1e-6)
+        return Thresholds(same=same, possible=max(possible, same))
+
+
+def fixed_limits(embedder_version: str) -> Limits:
+    """The fixed limits as `Limits` (plain distance, no cohort)."""
+    ceiling = thresholds(embedder_version)
+    return Limits(same=ceiling.same, possible=ceiling.possible, ceiling=ceiling, score=PLAIN)
+
+
+@dataclass(frozen=True)
+class Score:
+    """What the limits compare: `distance - beta * mean(cohort)`, where the cohort is the
+    distances of the `cohort` people ranked after the best one for the face (missing ones, in a
+    library of fewer people, count as `fill`). `cohort=0` is the plain distance."""
+
+    cohort: int = 0
+    beta: float = 0.0
+    fill: float = 0.0
+
+    def offset(self, distances: Sequence[float]) -> float:
+        """The face's offset, from its candidates' distances (nearest first, one per person)."""
+        if self.cohort == 0 or self.beta == 0.0:
+            return 0.0
+        rest = [float(d) for d in distances[1 : self.cohort + 1]]
+        rest += [self.fill] * (self.cohort - len(rest))
+        return self.beta * sum(rest) / self.cohort
+
+    def offsets(self, sorted_distances: np.ndarray) -> np.ndarray:
+        """`offset` of every row of an (R, >= 1) array of distances sorted along rows (inf
+        where a library has fewer people)."""
+        if self.cohort == 0 or self.beta == 0.0:
+            return np.zeros(len(sorted_distances))
+        rest = np.asarray(sorted_distances, dtype=np.float64)[:, 1 : self.cohort + 1]
+        pad = self.cohort - rest.shape[1]
+        if pad > 0:
+            rest = np.concatenate([rest, np.full((len(rest), pad), np.inf)], axis=1)
+        rest = np.where(np.isfinite(rest), rest, self.fill)
+        out: np.ndarray = self.beta * rest.mean(axis=1)
+        return out
+
+
+PLAIN = Score()
+# Chosen on the LFW dev split (BENCHMARKS.md, "trust-fnir"): the 3 people after the best one
+# are what the matcher's search returns anyway (`matching.MATCH_TOP_N` = 4).
+COHORT = Score(cohort=3, beta=0.75)
+
+
+@dataclass(frozen=True)
 class StrangerModel:
-    """The measured share of strangers whose nearest person is within a distance, by library
-    size: `rates[i][k]` = P(nearest of `sizes[i]` people <= `distances[k]`)."""
+    """The measured share of strangers whose best score is within a limit, by library size:
+    `rates[i][k]` = P(best score among `sizes[i]` people <= `distances[k]`)."""
 
     embedder_version: str
-    distances: tuple[float, ...]  # ascending grid
+    distances: tuple[float, ...]  # ascending grid of scores
     sizes: tuple[int, ...]  # ascending library sizes
     rates: tuple[tuple[float, ...], ...]  # one row per size, non-decreasing along the grid
-    ceiling: Thresholds
+    ceiling: Thresholds  # on the plain distance, whatever the score
+    score: Score = PLAIN
     fitted_on: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,19 +213,18 @@ class StrangerModel:
         library_size: int,
         auto_rate: float = DEFAULT_AUTO_RATE,
         suggest_rate: float = DEFAULT_SUGGEST_RATE,
-    ) -> Thresholds:
-        """`same` and `possible` for a library of `library_size` people, within the ceiling."""
-        same = min(self.limit(library_size, auto_rate), self.ceiling.same)
-        possible = min(self.limit(library_size, suggest_rate), self.ceiling.possible)
-        # A limit of 0 would mean "never": keep the type's invariant with a tiny positive one.
-        same = max(same, 1e-6)
-        return Thresholds(same=same, possible=max(possible, same))
+    ) -> Limits:
+        """The limits on the score for a library of `library_size` people."""
+        same = self.limit(library_size, auto_rate)
+        possible = max(self.limit(library_size, suggest_rate), same)
+        return Limits(same=same, possible=possible, ceiling=self.ceiling, score=self.score)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "embedder_version": self.embedder_version,
             "ceiling": {"same": self.ceiling.same, "possible": self.ceiling.possible},
+            "score": dataclasses.asdict(self.score),
             "distances": [round(d, 6) for d in self.distances],
             "sizes": list(self.sizes),
             "rates": [[round(r, 7) for r in row] for row in self.rates],
@@ -169,6 +241,7 @@ class StrangerModel:
             sizes=tuple(int(n) for n in data["sizes"]),
             rates=tuple(tuple(float(r) for r in row) for row in data["rates"]),
             ceiling=Thresholds(**data["ceiling"]),
+            score=Score(**data.get("score", {})),
             fitted_on=dict(data.get("fitted_on", {})),
         )
 
@@ -181,21 +254,22 @@ def _grow(rate: float, factor: float) -> float:
 
 
 def fit_stranger_model(
-    nearest: np.ndarray,
+    nearest: Sequence[np.ndarray],
     sizes: Sequence[int],
     *,
     embedder_version: str,
     ceiling: Thresholds,
+    score: Score = PLAIN,
     distances: Sequence[float] | None = None,
     fitted_on: Mapping[str, Any] | None = None,
 ) -> StrangerModel:
-    """A stranger model from measured nearest-person distances.
+    """A stranger model from measured best scores.
 
-    `nearest[j]` holds, for library size `sizes[j]`, the nearest-person distance of each
-    simulated stranger search (any shape; flattened).
+    `nearest[j]` holds, for library size `sizes[j]`, the best score of each simulated stranger
+    search (any shape; flattened).
     """
     grid = np.asarray(
-        distances if distances is not None else np.round(np.arange(0.2, 0.8001, 0.0025), 4),
+        distances if distances is not None else np.round(np.arange(-0.6, 0.8001, 0.0025), 4),
         dtype=np.float64,
     )
     rows = []
@@ -208,6 +282,7 @@ def fit_stranger_model(
         sizes=tuple(int(n) for n in sizes),
         rates=tuple(rows),
         ceiling=ceiling,
+        score=score,
         fitted_on=dict(fitted_on or {}),
     )
 
@@ -228,33 +303,30 @@ def stranger_model(embedder_version: str) -> StrangerModel | None:
     return model
 
 
-def library_thresholds(
+def library_limits(
     embedder_version: str,
     library_size: int,
     auto_rate: float = DEFAULT_AUTO_RATE,
     suggest_rate: float = DEFAULT_SUGGEST_RATE,
-) -> Thresholds:
+) -> Limits:
     """The limits for a search among `library_size` people: from the version's stranger model,
     or its fixed limits when it has none; an unknown version raises LookupError."""
     model = stranger_model(embedder_version)
     if model is None:
-        return thresholds(embedder_version)
+        return fixed_limits(embedder_version)
     return model.limits(library_size, auto_rate, suggest_rate)
 
 
-def person_same(base_same: float, own_spread: Sequence[float]) -> float:
-    """A person's own auto-tag limit: at most `base_same`, and no further than their own faces
-    lie from each other when they have `PERSON_MIN_FACES` confirmed faces.
+def person_cap(own_spread: Sequence[float]) -> float | None:
+    """A person's own cap on the distance of an automatic tag, or None (fewer than
+    `PERSON_MIN_FACES` confirmed faces).
 
     `own_spread`: for each confirmed face, its distance to the person's nearest other confirmed
-    face. A tight cluster (a person photographed alike) gets a stricter limit, so a stranger who
-    happens to fall near is suggested rather than tagged; the limit never rises above the
-    library's.
+    face. A face further from the person than the furthest of their own faces, plus a quarter of
+    the typical one, is suggested rather than tagged: a tight cluster (a person photographed
+    alike) does not take in a stranger who happens to fall near it.
     """
     spread = np.asarray(own_spread, dtype=np.float64)
     if spread.size < PERSON_MIN_FACES:
-        return base_same
-    # The largest own distance plus a quarter of the person's typical one: a new photo of them
-    # is seldom further from the nearest old one than the furthest old one is.
-    own = float(spread.max() + 0.25 * np.median(spread))
-    return min(base_same, own)
+        return None
+    return float(spread.max() + 0.25 * np.median(spread))

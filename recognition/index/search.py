@@ -446,10 +446,11 @@ def library_size(gallery_ids: list[int], embedder_version: str) -> int:
     )
 
 
-def library_limits(gallery_ids: list[int], embedder_version: str) -> calibration.Thresholds:
+def library_limits(gallery_ids: list[int], embedder_version: str) -> calibration.Limits:
     """The auto-tag and suggestion limits for a search over `gallery_ids`, sized to its people
-    so the expected share of strangers tagged (suggested) stays within the settings' targets."""
-    return calibration.library_thresholds(
+    so the expected share of strangers tagged (suggested) stays within the settings' targets;
+    `.for_face(distances)` turns them into one face's limits."""
+    return calibration.library_limits(
         embedder_version,
         library_size(gallery_ids, embedder_version),
         settings.FACEWEB_AUTO_TAG_STRANGER_RATE,

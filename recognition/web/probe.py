@@ -220,9 +220,13 @@ def search_face(
 
     gallery_ids = visible_gallery_ids(user)
     # The verdicts use the matcher's limits for the people this user can see.
-    limits = library_limits(gallery_ids, embedder_version)
+    library = library_limits(gallery_ids, embedder_version)
     outcome = SearchOutcome(
-        face=face, rejected=face.rejected, hits=[], same=limits.same, possible=limits.possible
+        face=face,
+        rejected=face.rejected,
+        hits=[],
+        same=library.ceiling.same,
+        possible=library.ceiling.possible,
     )
     if face.rejected:
         return outcome
@@ -231,6 +235,8 @@ def search_face(
         face.embedding, gallery_ids=gallery_ids, embedder_version=embedder_version, top_n=top_n
     )
     t1 = time.perf_counter()
+    limits = library.for_face([c.distance for c in result.candidates])
+    outcome.same, outcome.possible = limits.same, limits.possible
     ids = [c.person_id for c in result.candidates]
     # One definition of who may see whom (gallery/access.py), also for search results.
     people = visible_people(user).in_bulk(ids)
