@@ -11,7 +11,7 @@ pass is the one `manage.py evaluate` caches under var/cache (the app's detector 
 from __future__ import annotations
 
 import json
-import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class Command(BaseCommand):
                 "dataset": root.name,
                 "detector": settings.FACEWEB_DETECTOR,
                 "date": timezone.now().date().isoformat(),
-                "command": "manage.py calibrate " + " ".join(os.sys.argv[2:]),
+                "command": "manage.py calibrate " + " ".join(sys.argv[2:]),
             },
         )
         out: Path = options["out"] or calibration.model_path(model.version)
