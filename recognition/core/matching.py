@@ -121,12 +121,14 @@ def assign_photo(
     """
     taken = set(taken_people)
     face_ids = list(faces)
+    limits = face_limits or {}
+    # (same, possible) per face.
     own = {
-        fid: (face_limits or {}).get(fid) or Thresholds(same=same, possible=possible)
+        fid: (limits[fid].same, limits[fid].possible) if fid in limits else (same, possible)
         for fid in face_ids
     }
     options = {
-        fid: [c for c in faces[fid] if c.person_id not in taken and c.distance <= own[fid].possible]
+        fid: [c for c in faces[fid] if c.person_id not in taken and c.distance <= own[fid][1]]
         for fid in face_ids
     }
     people = sorted({c.person_id for cands in options.values() for c in cands})
@@ -136,11 +138,11 @@ def assign_photo(
     column = {pid: j for j, pid in enumerate(people)}
     n, m = len(face_ids), len(people)
     # Columns m.. are one private "unknown" per face; anything not offered costs more than it.
-    worst = max(own[fid].possible for fid in face_ids) + 1e-6
+    worst = max(own[fid][1] for fid in face_ids) + 1e-6
     cost = np.full((n, m + n), worst + 1.0, dtype=np.float64)
     by_face: dict[int, dict[int, Candidate]] = {}
     for i, fid in enumerate(face_ids):
-        cost[i, m + i] = own[fid].possible + 1e-6
+        cost[i, m + i] = own[fid][1] + 1e-6
         by_face[fid] = {}
         for cand in options[fid]:
             cost[i, column[cand.person_id]] = cand.distance
@@ -154,7 +156,7 @@ def assign_photo(
         if chosen is None:
             continue
         decision = Decision.SUGGEST
-        limit = min(own[fid].same, (person_caps or {}).get(chosen.person_id, own[fid].same))
+        limit = min(own[fid][0], (person_caps or {}).get(chosen.person_id, own[fid][0]))
         if chosen.distance <= limit:
             runner_up = next(
                 (c.distance for c in faces[fid] if c.person_id != chosen.person_id), None

@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from recognition.core import calibration
 from recognition.core.calibration import (
+    COHORT,
+    Score,
     StrangerModel,
     Thresholds,
     fit_stranger_model,
-    library_thresholds,
-    person_same,
+    library_limits,
+    person_cap,
     stranger_model,
 )
 from recognition.core.matching import Candidate, Decision, assign_photo
@@ -51,39 +52,73 @@ def test_its_limits_grow_stricter_with_the_library() -> None:
     assert all(a.possible >= b.possible for a, b in itertools.pairwise(limits))
     assert all(lim.same <= lim.possible for lim in limits)
     assert limits[-1].same < limits[1].same
-    # The fixed limits stay the ceiling.
-    assert all(lim.same <= CEILING.same and lim.possible <= CEILING.possible for lim in limits)
+    # The fixed limits stay the ceiling on the plain distance.
+    for lim in limits:
+        face = lim.for_face([0.1])
+        assert face.same <= CEILING.same and face.possible <= CEILING.possible
 
 
 def test_it_round_trips_through_json() -> None:
     model = _model(np.random.default_rng(2))
     again = StrangerModel.from_json(json.loads(json.dumps(model.to_json())))
-    assert again.limits(500) == pytest.approx(model.limits(500), abs=1e-6)
+    assert again.limits(500) == model.limits(500)
     with pytest.raises(ValueError, match="format"):
         StrangerModel.from_json({**model.to_json(), "format": 99})
 
 
-def test_the_shipped_model_is_sized_to_the_library() -> None:
+def test_the_cohort_score_is_distance_minus_a_share_of_the_next_people() -> None:
+    score = Score(cohort=3, beta=0.75, fill=0.8)
+    assert score.offset([0.4, 0.6, 0.7, 0.8, 0.1]) == pytest.approx(0.75 * 0.7)
+    # Fewer people than the cohort: the missing ones count as `fill`.
+    assert score.offset([0.4]) == pytest.approx(0.75 * 0.8)
+    rows = np.array([[0.4, 0.6, 0.7, 0.8], [0.4, np.inf, np.inf, np.inf]])
+    assert score.offsets(rows) == pytest.approx([0.75 * 0.7, 0.75 * 0.8])
+    assert Score().offset([0.4, 0.5]) == 0.0
+
+
+def test_the_shipped_model_is_fitted_for_the_apps_embedder() -> None:
     model = stranger_model(DLIB_RESNET_VERSION)
     assert model is not None, "run manage.py calibrate ../shared/faces/lfw"
-    small = library_thresholds(DLIB_RESNET_VERSION, 10)
-    large = library_thresholds(DLIB_RESNET_VERSION, 3000)
-    assert large.same < small.same <= calibration.THRESHOLDS[DLIB_RESNET_VERSION].same
-    assert large.possible < small.possible
+    assert (model.score.cohort, model.score.beta) == (COHORT.cohort, COHORT.beta)
+    assert model.fitted_on["identities"] > 2000
+    # A face whose next people are near (a crowded region, as a stranger's face tends to be)
+    # must be nearer its best person to be tagged than one standing clear of everyone else.
+    limits = library_limits(DLIB_RESNET_VERSION, 3000)
+    crowded = limits.for_face([0.45, 0.5, 0.52, 0.53])
+    clear = limits.for_face([0.45, 0.7, 0.72, 0.75])
+    assert crowded.same < 0.45 < clear.same <= 0.5
+    # Within the fixed ceiling at every library size.
+    for n in (1, 10, 100, 1000, 100_000):
+        face = library_limits(DLIB_RESNET_VERSION, n).for_face([0.3, 0.9, 0.9, 0.9])
+        assert face.same <= 0.5 and face.possible <= 0.6
     with pytest.raises(LookupError):
-        library_thresholds("some-other-model", 10)
+        library_limits("some-other-model", 10)
 
 
-def test_a_tight_person_gets_a_stricter_limit_of_their_own() -> None:
-    assert person_same(0.45, [0.2, 0.22]) == 0.45  # too few faces: the library's limit
-    tight = person_same(0.45, [0.2, 0.22, 0.25, 0.21, 0.24])
-    assert tight < 0.45
-    assert person_same(0.45, [0.4, 0.42, 0.39, 0.44, 0.41]) == 0.45  # never above the library's
+def test_a_tight_person_gets_a_cap_of_their_own() -> None:
+    assert person_cap([0.2, 0.22]) is None  # too few faces: the library's limit
+    tight = person_cap([0.2, 0.22, 0.25, 0.21, 0.24])
+    assert tight == pytest.approx(0.25 + 0.25 * 0.22)
     out = assign_photo(
         {1: [Candidate(10, 0.36)], 2: [Candidate(11, 0.36)]},
         same=0.45,
         possible=0.55,
-        person_same={10: tight},
+        person_caps={10: tight},
     )
     assert out[1].decision is Decision.SUGGEST and out[1].person_id == 10
     assert out[2].decision is Decision.AUTO
+
+
+def test_each_face_of_a_photo_is_decided_at_its_own_limits() -> None:
+    out = assign_photo(
+        {1: [Candidate(10, 0.42)], 2: [Candidate(11, 0.42)]},
+        same=0.5,
+        possible=0.6,
+        face_limits={1: Thresholds(0.40, 0.45), 2: Thresholds(0.45, 0.5)},
+    )
+    assert out[1].decision is Decision.SUGGEST
+    assert out[2].decision is Decision.AUTO
+    out = assign_photo(
+        {1: [Candidate(10, 0.47)]}, same=0.5, possible=0.6, face_limits={1: Thresholds(0.4, 0.45)}
+    )
+    assert out[1].decision is Decision.UNKNOWN
