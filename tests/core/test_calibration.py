@@ -98,7 +98,7 @@ def test_the_shipped_model_is_fitted_for_the_apps_embedder() -> None:
 def test_a_tight_person_gets_a_cap_of_their_own() -> None:
     assert person_cap([0.2, 0.22]) is None  # too few faces: the library's limit
     tight = person_cap([0.2, 0.22, 0.25, 0.21, 0.24])
-    assert tight == pytest.approx(0.25 + 0.25 * 0.22)
+    assert tight is not None and tight == pytest.approx(0.25 + 0.25 * 0.22)
     out = assign_photo(
         {1: [Candidate(10, 0.36)], 2: [Candidate(11, 0.36)]},
         same=0.45,
