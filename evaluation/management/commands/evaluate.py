@@ -22,8 +22,9 @@ DETECTOR_NAMES = {"centerface": "CenterFace", "hog": "HOG", "cnn": "MMOD"}
 
 class Command(BaseCommand):
     help = (
-        "Verification (LFW pairs, 10-fold), closed- and open-set identification on a labeled "
-        "folder; writes results.json, results.md, cmc.png, det.png and distances.png."
+        "Verification (LFW pairs, 10-fold), closed- and open-set identification and the app's "
+        "open-set decisions by library size on a labeled folder, the app's pipeline first; "
+        "writes results.json, results.md, cmc.png, det.png and distances.png."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,7 +35,7 @@ class Command(BaseCommand):
             "--seed",
             type=int,
             default=1,
-            help="open-set identity hold-out (1 reproduces ../shared/faces/README.md's split)",
+            help="open-set identity hold-out, drawn once from the labels for every pipeline",
         )
         parser.add_argument("--limit", type=int, help="only the first N images (sorted)")
         parser.add_argument(
