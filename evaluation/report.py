@@ -288,7 +288,9 @@ def report_markdown(report: EvaluationReport) -> str:
         f"Dataset `{report.dataset}`: {report.images:,} images of {report.identities:,} "
         f"identities; embedder `{report.embedder_version}`; one face per image, the one nearest "
         "the image centre. Images without a face take no part in identification; a verification "
-        "pair with such an image counts as 'different'.",
+        "pair with such an image counts as 'different'. The first pipeline is the app's own "
+        "(its detector at its settings, no flip); the others differ only as their names say "
+        "(another detector, or flip TTA: the mirrored chip embedded too and averaged).",
         "",
         "**Detection and time per image** (wall-clock ms on this machine, measured when the "
         "embeddings were computed; embed is batched, 64 chips per forward pass; flip TTA embeds "
