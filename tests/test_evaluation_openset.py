@@ -4,6 +4,7 @@ the app's own decisions by library size; the app's pipeline reported first."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import pathlib
 
@@ -13,7 +14,7 @@ from django.core.management import call_command
 from evaluation.folder import LabeledEmbeddings, StageTimes
 from evaluation.openset import fit_model, label_split, library_rows
 from evaluation.report import Variant, evaluate
-from recognition.core.calibration import Thresholds
+from recognition.core.calibration import StrangerModel, Thresholds
 from tests.conftest import FACES_DIR
 
 
@@ -111,3 +112,24 @@ def test_evaluate_puts_the_apps_pipeline_first(tmp_path: pathlib.Path, settings:
     names = [v["name"] for v in json.loads((out / "results.json").read_text())["variants"]]
     assert names[0] == "CenterFace (app)"
     assert names[1:] == ["CenterFace (app) + flip TTA", "HOG", "HOG + flip TTA"]
+
+
+def test_calibrate_fits_and_stores_a_stranger_model(tmp_path: pathlib.Path) -> None:
+    """`manage.py calibrate` on a small real folder writes a model the matcher can load."""
+    folder = tmp_path / "faces"
+    people = sorted(p for p in (FACES_DIR / "lfw").iterdir() if len(list(p.iterdir())) >= 3)[:6]
+    for person in people:
+        (folder / person.name).mkdir(parents=True)
+        for image in sorted(person.iterdir())[:3]:
+            (folder / person.name / image.name).symlink_to(image)
+    out = tmp_path / "calibration.json"
+    call_command("calibrate", str(folder), "--no-cache", "--out", str(out), "--searches", "2000")
+    model = StrangerModel.from_json(json.loads(out.read_text()))
+    assert model.embedder_version == "dlib-resnet-v1"
+    assert model.sizes == (1, 3, 5)  # up to every identity but the stranger's own
+    assert model.fitted_on["images"] == 18 and model.fitted_on["identities"] == 6
+    assert (model.score.cohort, model.score.beta) == (3, 0.75) and 0.5 < model.score.fill < 1.2
+    for row in model.rates:
+        assert all(a <= b for a, b in itertools.pairwise(row)) and row[-1] == 1.0
+    face = model.limits(5).for_face([0.3, 0.8, 0.85, 0.9])
+    assert 0 < face.same <= face.possible <= 0.6
