@@ -83,12 +83,15 @@ def identity_matrix(
     return rows, index.ids, dist
 
 
-def best_scores(sub: np.ndarray, score: Score) -> np.ndarray:
+def best_scores(sub: np.ndarray, score: Score, margin: float | None = None) -> np.ndarray:
     """The score of each row's best person (see `calibration.Score`) from an (R, N) matrix of
-    person distances."""
-    k = min(score.cohort + 1, sub.shape[1])
+    person distances; with `margin`, inf where the runner-up is not that much further (the
+    matcher never tags those automatically)."""
+    k = min(max(score.cohort, 1) + 1, sub.shape[1])
     top = np.sort(np.partition(sub, k - 1, axis=1)[:, :k], axis=1)
     out: np.ndarray = top[:, 0] - score.offsets(top)
+    if margin is not None and top.shape[1] > 1:
+        out = np.where(top[:, 1] - top[:, 0] >= margin, out, np.inf)
     return out
 
 
@@ -100,26 +103,29 @@ def stranger_scores(
     *,
     rounds: int,
     seed: int = 0,
-) -> np.ndarray:
-    """Best scores of simulated stranger searches against libraries of `size` identities: each
-    round draws one library at random; every image whose identity is not in it is a stranger's
-    search. `own[r]` is the column of row r's identity."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best scores of simulated stranger searches against libraries of `size` identities, and
+    the same with inf where the matcher could not tag automatically (`matching.DEFAULT_MARGIN`
+    over the runner-up): each round draws one library at random; every image whose identity is
+    not in it is a stranger's search. `own[r]` is the column of row r's identity."""
     rng = np.random.default_rng(seed)
     n_ids = dist.shape[1]
-    out = []
+    out, auto = [], []
     for _ in range(rounds):
         if size >= n_ids - 1:
             # Every identity but the stranger's own: one deterministic library per stranger.
-            masked = dist.copy()
-            masked[np.arange(len(dist)), own] = np.inf
-            out.append(best_scores(masked, score))
+            sub = dist.copy()
+            sub[np.arange(len(dist)), own] = np.inf
+        else:
+            library = rng.choice(n_ids, size=size, replace=False)
+            inside = np.zeros(n_ids, dtype=bool)
+            inside[library] = True
+            sub = dist[np.ix_(~inside[own], library)]
+        out.append(best_scores(sub, score))
+        auto.append(best_scores(sub, score, matching.DEFAULT_MARGIN))
+        if size >= n_ids - 1:
             break
-        library = rng.choice(n_ids, size=size, replace=False)
-        inside = np.zeros(n_ids, dtype=bool)
-        inside[library] = True
-        strangers = ~inside[own]
-        out.append(best_scores(dist[np.ix_(strangers, library)], score))
-    return np.concatenate(out)
+    return np.concatenate(out), np.concatenate(auto)
 
 
 def fit_model(
@@ -147,7 +153,7 @@ def fit_model(
         others[np.arange(len(rows)), own] = np.nan
         score = dataclasses.replace(score, fill=round(float(np.nanmedian(others)), 4))
     kept_sizes = sorted({n for n in sizes if n < len(ids) - 1} | {len(ids) - 1})
-    samples = [
+    pairs = [
         stranger_scores(
             dist,
             own,
@@ -160,8 +166,9 @@ def fit_model(
     ]
     meta = {"images": len(rows), "identities": len(ids), **(fitted_on or {})}
     return calibration.fit_stranger_model(
-        samples,
+        [p[0] for p in pairs],
         kept_sizes,
+        nearest_auto=[p[1] for p in pairs],
         embedder_version=embedder_version,
         ceiling=ceiling,
         score=score,

@@ -159,7 +159,9 @@ COHORT = Score(cohort=3, beta=0.75)
 @dataclass(frozen=True)
 class StrangerModel:
     """The measured share of strangers whose best score is within a limit, by library size:
-    `rates[i][k]` = P(best score among `sizes[i]` people <= `distances[k]`)."""
+    `rates[i][k]` = P(best score among `sizes[i]` people <= `distances[k]`). `auto_rates`, when
+    measured, counts only the searches the matcher could tag automatically (the runner-up at
+    least `matching.DEFAULT_MARGIN` further than the best), and sizes the auto-tag limit."""
 
     embedder_version: str
     distances: tuple[float, ...]  # ascending grid of scores
@@ -168,6 +170,7 @@ class StrangerModel:
     ceiling: Thresholds  # on the plain distance, whatever the score
     score: Score = PLAIN
     fitted_on: Mapping[str, Any] = field(default_factory=dict)
+    auto_rates: tuple[tuple[float, ...], ...] | None = None  # like `rates`
 
     def __post_init__(self) -> None:
         if len(self.sizes) == 0 or len(self.rates) != len(self.sizes):
@@ -178,6 +181,11 @@ class StrangerModel:
             raise ValueError("library sizes must be positive and ascending")
         if any(len(row) != len(self.distances) for row in self.rates):
             raise ValueError("every row of rates needs one rate per distance")
+        if self.auto_rates is not None and (
+            len(self.auto_rates) != len(self.sizes)
+            or any(len(row) != len(self.distances) for row in self.auto_rates)
+        ):
+            raise ValueError("auto_rates needs the shape of rates")
 
     def stranger_rate(self, distance: float, library_size: int) -> float:
         """Expected share of strangers whose nearest of `library_size` people is within
@@ -188,19 +196,20 @@ class StrangerModel:
         g = float(np.interp(distance, self.distances, self.rates[i], left=0.0, right=1.0))
         return _grow(g, library_size / self.sizes[i])
 
-    def limit(self, library_size: int, rate: float) -> float:
-        """The largest distance whose expected stranger share is at most `rate` (0 when even
-        the smallest measured distance is over it)."""
+    def limit(self, library_size: int, rate: float, *, auto: bool = False) -> float:
+        """The largest score whose expected stranger share is at most `rate` (the grid's
+        lowest when even that is over it); `auto` reads `auto_rates` when measured."""
         if library_size <= 0:
             return math.inf
         i = max(int(np.searchsorted(self.sizes, library_size, side="right")) - 1, 0)
         # Invert the growth: P(N, t) <= rate  <=>  G_i(t) <= 1 - (1 - rate) ** (N_i / N).
         per_row = 1.0 - (1.0 - rate) ** (self.sizes[i] / library_size)
-        row = np.asarray(self.rates[i], dtype=np.float64)
+        table = self.auto_rates if auto and self.auto_rates is not None else self.rates
+        row = np.asarray(table[i], dtype=np.float64)
         grid = np.asarray(self.distances, dtype=np.float64)
         ok = np.flatnonzero(row <= per_row)
         if ok.size == 0:
-            return 0.0
+            return float(grid[0])
         k = int(ok[-1])
         if k + 1 >= len(grid) or row[k + 1] <= row[k]:
             return float(grid[k])
@@ -215,7 +224,7 @@ class StrangerModel:
         suggest_rate: float = DEFAULT_SUGGEST_RATE,
     ) -> Limits:
         """The limits on the score for a library of `library_size` people."""
-        same = self.limit(library_size, auto_rate)
+        same = self.limit(library_size, auto_rate, auto=True)
         possible = max(self.limit(library_size, suggest_rate), same)
         return Limits(same=same, possible=possible, ceiling=self.ceiling, score=self.score)
 
@@ -228,6 +237,9 @@ class StrangerModel:
             "distances": [round(d, 6) for d in self.distances],
             "sizes": list(self.sizes),
             "rates": [[round(r, 7) for r in row] for row in self.rates],
+            "auto_rates": None
+            if self.auto_rates is None
+            else [[round(r, 7) for r in row] for row in self.auto_rates],
             "fitted_on": dict(self.fitted_on),
         }
 
@@ -243,6 +255,9 @@ class StrangerModel:
             ceiling=Thresholds(**data["ceiling"]),
             score=Score(**data.get("score", {})),
             fitted_on=dict(data.get("fitted_on", {})),
+            auto_rates=None
+            if data.get("auto_rates") is None
+            else tuple(tuple(float(r) for r in row) for row in data["auto_rates"]),
         )
 
 
@@ -262,28 +277,36 @@ def fit_stranger_model(
     score: Score = PLAIN,
     distances: Sequence[float] | None = None,
     fitted_on: Mapping[str, Any] | None = None,
+    nearest_auto: Sequence[np.ndarray] | None = None,
 ) -> StrangerModel:
     """A stranger model from measured best scores.
 
     `nearest[j]` holds, for library size `sizes[j]`, the best score of each simulated stranger
-    search (any shape; flattened).
+    search (any shape; flattened); `nearest_auto[j]` the same with inf where the matcher could
+    not tag automatically (no margin over the runner-up).
     """
     grid = np.asarray(
         distances if distances is not None else np.round(np.arange(-0.6, 0.8001, 0.0025), 4),
         dtype=np.float64,
     )
-    rows = []
-    for sample in nearest:
-        values = np.sort(np.asarray(sample, dtype=np.float64).ravel())
-        rows.append(tuple(float(r) for r in np.searchsorted(values, grid, "right") / len(values)))
+
+    def table(samples: Sequence[np.ndarray]) -> tuple[tuple[float, ...], ...]:
+        rows = []
+        for sample in samples:
+            values = np.sort(np.asarray(sample, dtype=np.float64).ravel())
+            shares = np.searchsorted(values, grid, "right") / len(values)
+            rows.append(tuple(float(r) for r in shares))
+        return tuple(rows)
+
     return StrangerModel(
         embedder_version=embedder_version,
         distances=tuple(float(d) for d in grid),
         sizes=tuple(int(n) for n in sizes),
-        rates=tuple(rows),
+        rates=table(nearest),
         ceiling=ceiling,
         score=score,
         fitted_on=dict(fitted_on or {}),
+        auto_rates=None if nearest_auto is None else table(nearest_auto),
     )
 
 

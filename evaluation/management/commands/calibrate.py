@@ -77,6 +77,12 @@ class Command(BaseCommand):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(fitted.to_json(), indent=1) + "\n")
         self.stdout.write(f"wrote {out}")
+        score = fitted.score
+        self.stdout.write(
+            f"limits on the score: distance minus {score.beta:g} x the mean distance to the next "
+            f"{score.cohort} people (missing ones count {score.fill:.3f}); the fixed "
+            f"{fitted.ceiling.same:g} / {fitted.ceiling.possible:g} stay the distance ceilings"
+        )
         for n in (10, 100, 1000, 3000, 10000):
             limits = fitted.limits(n)
             self.stdout.write(
