@@ -88,7 +88,7 @@ def test_it_reports_the_apps_decisions_by_library_size() -> None:
         assert r.mated_found >= r.mated_auto_correct > 0.5
 
 
-def test_evaluate_puts_the_apps_pipeline_first(tmp_path: pathlib.Path, settings: object) -> None:
+def test_it_puts_the_apps_pipeline_first(tmp_path: pathlib.Path, settings: object) -> None:
     """`--detector hog centerface`: the app's CenterFace comes first, named as the app's."""
     folder = tmp_path / "faces"
     people = sorted(p for p in (FACES_DIR / "lfw").iterdir() if len(list(p.iterdir())) >= 4)[:4]
@@ -114,7 +114,7 @@ def test_evaluate_puts_the_apps_pipeline_first(tmp_path: pathlib.Path, settings:
     assert names[1:] == ["CenterFace (app) + flip TTA", "HOG", "HOG + flip TTA"]
 
 
-def test_calibrate_fits_and_stores_a_stranger_model(tmp_path: pathlib.Path) -> None:
+def test_it_fits_and_stores_a_stranger_model(tmp_path: pathlib.Path) -> None:
     """`manage.py calibrate` on a small real folder writes a model the matcher can load."""
     folder = tmp_path / "faces"
     people = sorted(p for p in (FACES_DIR / "lfw").iterdir() if len(list(p.iterdir())) >= 3)[:6]

@@ -80,7 +80,7 @@ def _probe_face(gallery: Gallery, name: str) -> Face:
     return make_faces(gallery, vector[None], [None], confirmed=False, tag="probe")[0]
 
 
-def test_a_strangers_face_in_a_library_of_many_people_is_not_auto_tagged(
+def test_it_does_not_auto_tag_a_strangers_face_in_a_library_of_many_people(
     big_library: dict[str, object], gallery: Gallery
 ) -> None:
     stranger = _probe_face(gallery, STRANGER)
@@ -106,7 +106,7 @@ def test_a_strangers_face_in_a_library_of_many_people_is_not_auto_tagged(
     assert stranger.suggested_person_id in (None, found[0].person_id)
 
 
-def test_an_enrolled_persons_other_photo_is_still_tagged_in_the_same_library(
+def test_it_still_tags_an_enrolled_persons_other_photo_in_the_same_library(
     big_library: dict[str, object], gallery: Gallery
 ) -> None:
     face = _probe_face(gallery, MATED)

@@ -66,7 +66,7 @@ def test_it_round_trips_through_json() -> None:
         StrangerModel.from_json({**model.to_json(), "format": 99})
 
 
-def test_the_cohort_score_is_distance_minus_a_share_of_the_next_people() -> None:
+def test_it_scores_distance_minus_a_share_of_the_next_people() -> None:
     score = Score(cohort=3, beta=0.75, fill=0.8)
     assert score.offset([0.4, 0.6, 0.7, 0.8, 0.1]) == pytest.approx(0.75 * 0.7)
     # Fewer people than the cohort: the missing ones count as `fill`.
@@ -76,7 +76,7 @@ def test_the_cohort_score_is_distance_minus_a_share_of_the_next_people() -> None
     assert Score().offset([0.4, 0.5]) == 0.0
 
 
-def test_the_shipped_model_is_fitted_for_the_apps_embedder() -> None:
+def test_it_ships_a_model_fitted_for_the_apps_embedder() -> None:
     model = stranger_model(DLIB_RESNET_VERSION)
     assert model is not None, "run manage.py calibrate ../shared/faces/lfw"
     assert (model.score.cohort, model.score.beta) == (COHORT.cohort, COHORT.beta)
@@ -95,7 +95,7 @@ def test_the_shipped_model_is_fitted_for_the_apps_embedder() -> None:
         library_limits("some-other-model", 10)
 
 
-def test_a_tight_person_gets_a_cap_of_their_own() -> None:
+def test_it_caps_a_tight_person_at_their_own_spread() -> None:
     assert person_cap([0.2, 0.22]) is None  # too few faces: the library's limit
     tight = person_cap([0.2, 0.22, 0.25, 0.21, 0.24])
     assert tight is not None and tight == pytest.approx(0.25 + 0.25 * 0.22)
@@ -109,7 +109,7 @@ def test_a_tight_person_gets_a_cap_of_their_own() -> None:
     assert out[2].decision is Decision.AUTO
 
 
-def test_each_face_of_a_photo_is_decided_at_its_own_limits() -> None:
+def test_it_decides_each_face_of_a_photo_at_its_own_limits() -> None:
     out = assign_photo(
         {1: [Candidate(10, 0.42)], 2: [Candidate(11, 0.42)]},
         same=0.5,
