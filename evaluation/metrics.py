@@ -388,14 +388,26 @@ class OpenSetSearches:
     nonmated_distance: np.ndarray  # rank-1 distance of each non-mated search
 
 
-def open_set_searches(embeddings: np.ndarray, labels: np.ndarray, split: Split) -> OpenSetSearches:
-    gallery, gallery_labels = embeddings[split.gallery], labels[split.gallery]
+def open_set_searches(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    split: Split,
+    found: np.ndarray | None = None,
+) -> OpenSetSearches:
+    """Rank-1 answers of the split's searches. With `found` (a split drawn from the labels,
+    `evaluation.openset.label_split`), an image without a face gives no template, a mated probe
+    without one is a miss at every threshold and a stranger's without one is never a false
+    alarm (its distance is inf)."""
+    ok = np.ones(len(labels), dtype=bool) if found is None else np.asarray(found, dtype=bool)
+    gallery_rows = split.gallery[ok[split.gallery]]
+    gallery, gallery_labels = embeddings[gallery_rows], labels[gallery_rows]
     mated = knn_top_k(gallery, gallery_labels, embeddings[split.probes], k=1)
     nonmated = knn_top_k(gallery, gallery_labels, embeddings[split.nonmated], k=1)
+    mated_ok = ok[split.probes]
     return OpenSetSearches(
-        mated_distance=mated.distances[:, 0],
-        mated_correct=mated.labels[:, 0] == labels[split.probes],
-        nonmated_distance=nonmated.distances[:, 0],
+        mated_distance=np.where(mated_ok, mated.distances[:, 0], np.inf),
+        mated_correct=mated_ok & (mated.labels[:, 0] == labels[split.probes]),
+        nonmated_distance=np.where(ok[split.nonmated], nonmated.distances[:, 0], np.inf),
     )
 
 

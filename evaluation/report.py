@@ -20,16 +20,18 @@ from evaluation.metrics import (
     OpenSetSearches,
     PairDistances,
     Pairs,
+    Split,
     VerificationResult,
     closed_set_identification,
     closed_set_split,
     det_curve,
     open_set_fnir_at_fpir,
     open_set_searches,
-    open_set_split,
     pair_distances,
     verification_10fold,
 )
+from evaluation.openset import LibraryRow, fit_model, label_split, library_rows
+from recognition.core import calibration
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class VariantReport:
     closed_set_enrolled: IdentificationResult  # mated searches of the open-set split
     open_set: OpenSetResult
     fnir_over_seeds: dict[str, tuple[float, ...]]  # FPIR target -> FNIR for each spread seed
+    libraries: tuple[LibraryRow, ...]  # the app's decisions by library size
     # Curves for the plots; not written to JSON.
     pair_distances: PairDistances | None
     searches: OpenSetSearches
@@ -70,15 +73,28 @@ class EvaluationReport:
     variants: tuple[VariantReport, ...]
 
 
+def _found_only(split: Split, found: np.ndarray) -> Split:
+    return Split(
+        split.gallery[found[split.gallery]],
+        split.probes[found[split.probes]],
+        split.nonmated[found[split.nonmated]],
+    )
+
+
 def evaluate_variant(
     variant: Variant,
     pairs: Pairs | None,
     *,
-    seed: int,
-    spread_seeds: Sequence[int] = (),
-    unenrolled_share: float = 0.2,
+    split: Split,
+    unenrolled: np.ndarray,
+    spread_splits: Sequence[Split] = (),
+    auto_rate: float = calibration.DEFAULT_AUTO_RATE,
+    suggest_rate: float = calibration.DEFAULT_SUGGEST_RATE,
 ) -> VariantReport:
-    """Every protocol on one pipeline's embeddings; splits use the images it found a face in."""
+    """Every protocol on one pipeline's embeddings. The open-set splits are drawn from the
+    labels (`evaluation.openset.label_split`), the same for every variant: an image where this
+    pipeline found no face is a missed mated search, or a stranger's search that cannot go
+    wrong. The closed-set rows use the images it found a face in."""
     data = variant.data.with_flip_tta() if variant.flip_tta else variant.data
     verification = distances = None
     if pairs is not None:
@@ -91,18 +107,37 @@ def evaluate_variant(
             missing_file=distances.missing_file,
         )
     closed = closed_set_split(data.labels, data.found)
-    open_split, unenrolled = open_set_split(
-        data.labels, data.found, unenrolled_share=unenrolled_share, seed=seed
-    )
-    searches = open_set_searches(data.embeddings, data.labels, open_split)
+    searches = open_set_searches(data.embeddings, data.labels, split, data.found)
     spread: dict[str, list[float]] = {f"{t:g}": [] for t in FPIR_TARGETS}
-    for other in spread_seeds:
-        split, _ = open_set_split(
-            data.labels, data.found, unenrolled_share=unenrolled_share, seed=other
+    for other in spread_splits:
+        points = open_set_fnir_at_fpir(
+            open_set_searches(data.embeddings, data.labels, other, data.found)
         )
-        points = open_set_fnir_at_fpir(open_set_searches(data.embeddings, data.labels, split))
         for point in points:
             spread[f"{point.fpir_target:g}"].append(point.fnir)
+    # The limits come from a stranger model fitted, like `manage.py calibrate` does, on the
+    # enrolled identities only: the strangers' faces are never seen by the calibration.
+    enrolled_rows = np.concatenate([split.gallery, split.probes])
+    model = fit_model(
+        data.embeddings,
+        data.labels,
+        data.found,
+        enrolled_rows,
+        embedder_version=data.embedder_version,
+        ceiling=calibration.THRESHOLDS.get(
+            data.embedder_version, calibration.Thresholds(same=0.5, possible=0.6)
+        ),
+    )
+    libraries = library_rows(
+        data.embeddings,
+        data.labels,
+        data.found,
+        split,
+        model,
+        auto_rate=auto_rate,
+        suggest_rate=suggest_rate,
+    )
+    enrolled_split = _found_only(split, data.found)
     return VariantReport(
         name=variant.name,
         faces_found=int(data.found.sum()),
@@ -110,16 +145,17 @@ def evaluate_variant(
         ms_per_image=data.times.ms_per_image(variant.flip_tta),
         verification=verification,
         closed_set=closed_set_identification(data.embeddings, data.labels, closed),
-        closed_set_enrolled=closed_set_identification(data.embeddings, data.labels, open_split),
+        closed_set_enrolled=closed_set_identification(data.embeddings, data.labels, enrolled_split),
         open_set=OpenSetResult(
             points=open_set_fnir_at_fpir(searches),
-            mated_searches=len(open_split.probes),
-            nonmated_searches=len(open_split.nonmated),
+            mated_searches=len(split.probes),
+            nonmated_searches=len(split.nonmated),
             unenrolled_identities=len(unenrolled),
-            gallery_images=len(open_split.gallery),
-            gallery_identities=len(np.unique(data.labels[open_split.gallery])),
+            gallery_images=len(enrolled_split.gallery),
+            gallery_identities=len(np.unique(data.labels[enrolled_split.gallery])),
         ),
         fnir_over_seeds={k: tuple(v) for k, v in spread.items()},
+        libraries=tuple(libraries),
         pair_distances=distances,
         searches=searches,
     )
@@ -138,10 +174,17 @@ def evaluate(
     Closed set: every second image, in file order, of each identity with 2+ images is a probe,
     as in ../shared/faces/README.md; reported with every identity enrolled and, as the README
     does, on the open-set gallery. Open set: `seed` picks the 20% of multi-image identities that
-    are never enrolled (seed 1 reproduces the README's split: 1,701 probes, 2,683 identities);
+    are never enrolled (drawn from the labels: 168 identities, 1,724 mated probes, 2,706 enrolled
+    identities on ../shared/faces/lfw);
     FNIR is also given over `spread_seeds`, since 1% of ~700 non-mated searches is 7 searches.
+    Every split is drawn once, from the labels, and shared by all variants.
     """
     first = variants[0].data
+    for v in variants[1:]:
+        if v.data.names != first.names or not np.array_equal(v.data.labels, first.labels):
+            raise ValueError(f"variant {v.name!r} embeds other images than {variants[0].name!r}")
+    split, unenrolled = label_split(first.labels, seed=seed)
+    spread_splits = [label_split(first.labels, seed=other)[0] for other in spread_seeds]
     return EvaluationReport(
         dataset=pathlib.Path(first.root).name,
         images=len(first.names),
@@ -152,7 +195,10 @@ def evaluate(
         spread_seeds=tuple(spread_seeds),
         load_average=os.getloadavg()[0],
         variants=tuple(
-            evaluate_variant(v, pairs, seed=seed, spread_seeds=spread_seeds) for v in variants
+            evaluate_variant(
+                v, pairs, split=split, unenrolled=unenrolled, spread_splits=spread_splits
+            )
+            for v in variants
         ),
     )
 
@@ -182,6 +228,7 @@ def report_json(report: EvaluationReport) -> dict:
             "closed_set_enrolled": dataclasses.asdict(v.closed_set_enrolled),
             "open_set": dataclasses.asdict(v.open_set),
             "fnir_over_seeds": v.fnir_over_seeds,
+            "libraries": [dataclasses.asdict(row) for row in v.libraries],
         }
 
     return _finite_or_none(
@@ -241,7 +288,9 @@ def report_markdown(report: EvaluationReport) -> str:
         f"Dataset `{report.dataset}`: {report.images:,} images of {report.identities:,} "
         f"identities; embedder `{report.embedder_version}`; one face per image, the one nearest "
         "the image centre. Images without a face take no part in identification; a verification "
-        "pair with such an image counts as 'different'.",
+        "pair with such an image counts as 'different'. The first pipeline is the app's own "
+        "(its detector at its settings, no flip); the others differ only as their names say "
+        "(another detector, or flip TTA: the mirrored chip embedded too and averaged).",
         "",
         "**Detection and time per image** (wall-clock ms on this machine, measured when the "
         "embeddings were computed; embed is batched, 64 chips per forward pass; flip TTA embeds "
@@ -323,8 +372,65 @@ def report_markdown(report: EvaluationReport) -> str:
                 for r in variants
             ],
         ),
+        "",
+        library_markdown(variants),
     ]
     return "\n".join(out) + "\n"
+
+
+def library_markdown(variants: Sequence[VariantReport]) -> str:
+    """The app's decisions by library size, one table for all variants."""
+    rows = []
+    for v in variants:
+        for r in v.libraries:
+            rows.append(
+                [
+                    v.name,
+                    f"{r.size:,}",
+                    f"{r.libraries:,}",
+                    f"{r.same:.3f} / {r.possible:.3f}",
+                    f"{_pct(r.stranger_auto)} ({r.stranger_searches:,})",
+                    _pct(r.stranger_suggested),
+                    f"{_pct(r.auto_precision)}",
+                    f"{_pct(r.mated_auto_wrong)}",
+                    f"{_pct(r.mated_auto_correct)}",
+                    f"{_pct(r.mated_found)} ({r.mated_searches:,})",
+                    _pct(r.fnir_at_fpir_1),
+                ]
+            )
+    return "\n".join(
+        [
+            "**Open-set decisions by library size** (the matcher's own code: the 4 nearest "
+            "people per face, `StrangerModel.limits` for the library's size, per-person limits "
+            "for people with 5+ faces, `matching.assign_photo`; exact search in numpy instead "
+            "of the staged PostgreSQL search. A library is a random draw of that many enrolled "
+            "identities with all their gallery images as templates, drawn again until 400+ "
+            "mated searches are pooled; every stranger's face is searched in every library. "
+            "The stranger model is fitted like `manage.py calibrate` but on the enrolled "
+            "identities only, so the strangers are unseen. Limits are on the cohort-normalised "
+            "score (`calibration.Score`), within the fixed 0.5 / 0.6 on the plain distance. "
+            "Precision counts the strangers' and the mated faces' tags at the split's own mix "
+            "of strangers and mated faces. Found = tagged right, or suggested with the right "
+            "person):",
+            "",
+            markdown_table(
+                [
+                    "Pipeline",
+                    "People",
+                    "Libraries",
+                    "Limits auto / suggest",
+                    "Strangers auto-tagged (%) (searches)",
+                    "Strangers suggested (%)",
+                    "Auto-tag precision (%)",
+                    "Mated tagged as someone else (%)",
+                    "Mated auto-tagged right (%)",
+                    "Mated found (%) (searches)",
+                    "FNIR @ FPIR 1% (%)",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def _spread(values: Sequence[float]) -> str:

@@ -228,6 +228,16 @@ if FACEWEB_DETECTOR not in ("centerface", "hog", "cnn"):
 FACEWEB_DETECT_UPSAMPLE = env_int("FACEWEB_DETECT_UPSAMPLE", 1, minimum=0)
 FACEWEB_DETECT_MAX_SIDE = env_int("FACEWEB_DETECT_MAX_SIDE", 1600, minimum=64)
 FACEWEB_MIN_FACE_PX = env_int("FACEWEB_MIN_FACE_PX", 40, minimum=1)
+# Open-set targets (recognition/core/calibration.py): the expected share of strangers' faces
+# (people not in the library) tagged automatically, and given a suggestion. The matcher sizes its
+# limits to the number of people the searcher can see so that these hold at any library size.
+FACEWEB_AUTO_TAG_STRANGER_RATE = env_float("FACEWEB_AUTO_TAG_STRANGER_RATE", 0.005)
+FACEWEB_SUGGEST_STRANGER_RATE = env_float("FACEWEB_SUGGEST_STRANGER_RATE", 0.05)
+for _name in ("FACEWEB_AUTO_TAG_STRANGER_RATE", "FACEWEB_SUGGEST_STRANGER_RATE"):
+    if not 0.0 < globals()[_name] < 1.0:
+        raise ValueError(f"{_name} must be between 0 and 1 (a share of faces)")
+if FACEWEB_AUTO_TAG_STRANGER_RATE > FACEWEB_SUGGEST_STRANGER_RATE:
+    raise ValueError("FACEWEB_AUTO_TAG_STRANGER_RATE must not exceed FACEWEB_SUGGEST_STRANGER_RATE")
 # Photos a worker task processes together: the next ones are decoded and detected while the
 # current ones are embedded (one forward pass per batch) and stored (BENCHMARKS.md, "embedding").
 FACEWEB_WORKER_BATCH = env_int("FACEWEB_WORKER_BATCH", 4, minimum=1)

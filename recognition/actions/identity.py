@@ -31,11 +31,11 @@ from gallery.models import (
     PersonMerge,
     trusted_q,
 )
-from recognition.core import matching
-from recognition.core.geometry import Box, iou
+from recognition.core import calibration, matching
+from recognition.core.geometry import Box, euclidean_distances, iou
 from recognition.core.trust import match_thresholds
 from recognition.index.enrolment import sync_face_templates
-from recognition.index.search import search_faces
+from recognition.index.search import library_limits, search_faces
 from recognition.models import Template
 
 logger = logging.getLogger(__name__)
@@ -522,8 +522,7 @@ def do_undo_merge(merge: PersonMerge, by: User) -> Person:
 # Faces the matcher never decides again: named by a person, or ignored as strangers.
 SETTLED = frozenset({Face.Assignment.CONFIRMED, Face.Assignment.IGNORED})
 
-# Enough neighbours for the look-alike margin after "not this person" exclusions.
-MATCH_TOP_N = 4
+MATCH_TOP_N = matching.MATCH_TOP_N
 
 # A confirmed face re-matches at most this many unknown faces near it (nearest first).
 REMATCH_LIMIT = 500
@@ -606,6 +605,31 @@ def _refine(
     return matching.Candidate(person_id, float(row[1]), row[0]) if row else None
 
 
+def person_caps(
+    person_ids: Iterable[int], gallery_ids: list[int], embedder_version: str
+) -> dict[int, float]:
+    """Own auto-tag caps (`calibration.person_cap`) of the people with enough templates in
+    `gallery_ids`."""
+    vectors: dict[int, list[np.ndarray]] = defaultdict(list)
+    rows = Template.objects.filter(
+        person_id__in=list(person_ids),
+        gallery_id__in=gallery_ids,
+        embedder_version=embedder_version,
+    ).values_list("person_id", "face__embedding")
+    for person_id, embedding in rows:
+        vectors[person_id].append(np.asarray(embedding, dtype=np.float32))
+    out: dict[int, float] = {}
+    for person_id, vecs in vectors.items():
+        if len(vecs) < calibration.PERSON_MIN_FACES:
+            continue
+        d = euclidean_distances(np.stack(vecs), np.stack(vecs))
+        np.fill_diagonal(d, np.inf)
+        cap = calibration.person_cap(d.min(axis=1).tolist())
+        if cap is not None:
+            out[person_id] = cap
+    return out
+
+
 def _candidates(faces: list[Face]) -> dict[int, list[matching.Candidate]]:
     """Usable candidates per face from the staged search over its library's templates."""
 
@@ -681,6 +705,7 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
     for face in open_faces:
         by_photo[face.photo_id].append(face)
     decided: dict[int, matching.FaceMatch] = {}
+    scopes: dict[int, list[int]] = {}
     for photo_id, members in by_photo.items():
         taken = {
             f.person_id
@@ -689,15 +714,27 @@ def do_match_faces(faces: Iterable[Face]) -> dict[int, matching.FaceMatch]:
             and f.person_id is not None
             and f.assignment == Face.Assignment.CONFIRMED
         }
-        limits = match_thresholds(members[0].embedder_version)
-        if limits is None:
+        version = members[0].embedder_version
+        if match_thresholds(version) is None:
             continue  # an uncalibrated version names nobody (a learning phase): all unknown
+        gallery_id = members[0].photo.gallery_id
+        if gallery_id not in scopes:
+            scopes[gallery_id] = matchable_gallery_ids(gallery_id)
+        scope = scopes[gallery_id]
+        limits = library_limits(scope, version)
+        near = {c.person_id for f in members for c in candidates.get(f.pk, [])}
+        found = {f.pk: candidates.get(f.pk, []) for f in members}
         decided.update(
             matching.assign_photo(
-                {f.pk: candidates.get(f.pk, []) for f in members},
-                same=limits.same,
-                possible=limits.possible,
+                found,
+                same=limits.ceiling.same,
+                possible=limits.ceiling.possible,
                 taken_people=taken,
+                face_limits={
+                    fid: limits.for_face([c.distance for c in cands])
+                    for fid, cands in found.items()
+                },
+                person_caps=person_caps(near, scope, version),
             )
         )
     for face in rows:

@@ -19,11 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from recognition.core.calibration import Thresholds
 from recognition.core.geometry import euclidean_distances
 
 # A look-alike relative is the classic wrong auto-tag: when the runner-up person is almost as
 # near as the best one, the face is only suggested, so a person confirms it.
 DEFAULT_MARGIN = 0.04
+
+# People per face the matcher asks the search for: enough neighbours for the look-alike margin
+# after "not this person" exclusions.
+MATCH_TOP_N = 4
 
 
 class Decision(enum.StrEnum):
@@ -101,18 +106,29 @@ def assign_photo(
     possible: float,
     taken_people: Iterable[int] = (),
     margin: float = DEFAULT_MARGIN,
+    face_limits: Mapping[int, Thresholds] | None = None,
+    person_caps: Mapping[int, float] | None = None,
 ) -> dict[int, FaceMatch]:
     """Decide every face of one photo at once.
 
     `faces`: face id -> usable candidates (see `usable_candidates`). `taken_people`: people
     already held by the photo's other faces (confirmed tags), never offered again.
-    Leaving a face unknown costs just over `possible`, so a face takes any person within it, and
-    the faces share the people so that the summed distance is least.
+    `face_limits`: per face, limits of its own instead of `same` / `possible` (the library's
+    cohort-normalised limits, `calibration.Limits.for_face`). `person_caps`: people whose own
+    spread caps the distance of an automatic tag (`calibration.person_cap`).
+    Leaving a face unknown costs just over its `possible`, so a face takes any person within
+    it, and the faces share the people so that the summed distance is least.
     """
     taken = set(taken_people)
     face_ids = list(faces)
+    limits = face_limits or {}
+    # (same, possible) per face.
+    own = {
+        fid: (limits[fid].same, limits[fid].possible) if fid in limits else (same, possible)
+        for fid in face_ids
+    }
     options = {
-        fid: [c for c in faces[fid] if c.person_id not in taken and c.distance <= possible]
+        fid: [c for c in faces[fid] if c.person_id not in taken and c.distance <= own[fid][1]]
         for fid in face_ids
     }
     people = sorted({c.person_id for cands in options.values() for c in cands})
@@ -122,11 +138,11 @@ def assign_photo(
     column = {pid: j for j, pid in enumerate(people)}
     n, m = len(face_ids), len(people)
     # Columns m.. are one private "unknown" per face; anything not offered costs more than it.
-    unknown = possible + 1e-6
-    cost = np.full((n, m + n), unknown + 1.0, dtype=np.float64)
+    worst = max(own[fid][1] for fid in face_ids) + 1e-6
+    cost = np.full((n, m + n), worst + 1.0, dtype=np.float64)
     by_face: dict[int, dict[int, Candidate]] = {}
     for i, fid in enumerate(face_ids):
-        cost[i, m + i] = unknown
+        cost[i, m + i] = own[fid][1] + 1e-6
         by_face[fid] = {}
         for cand in options[fid]:
             cost[i, column[cand.person_id]] = cand.distance
@@ -140,7 +156,8 @@ def assign_photo(
         if chosen is None:
             continue
         decision = Decision.SUGGEST
-        if chosen.distance <= same:
+        limit = min(own[fid][0], (person_caps or {}).get(chosen.person_id, own[fid][0]))
+        if chosen.distance <= limit:
             runner_up = next(
                 (c.distance for c in faces[fid] if c.person_id != chosen.person_id), None
             )

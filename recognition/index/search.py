@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from psycopg import pq
 
+from recognition.core import calibration
 from recognition.core.projection import Basis
 from recognition.core.staged import (
     Candidate,
@@ -23,6 +24,7 @@ from recognition.core.staged import (
     staged_rank_precomputed,
 )
 from recognition.index.bases import basis_rows, search_bases
+from recognition.models import Template
 
 # Build parameters of the level-1 HNSW index (migration 0004, refit_basis --ensure-index). At 1M
 # rows m 32 / ef_construction 200 agrees with exact search on 98.5% of real probes at
@@ -426,3 +428,30 @@ def search_people(
         plan=plan,
         exclude_person_ids=[exclude_person_ids],
     )[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decision limits sized to the library searched
+
+
+def library_size(gallery_ids: list[int], embedder_version: str) -> int:
+    """How many people the search for a face can return: people with a template in
+    `gallery_ids` (the matcher's `matchable_gallery_ids`). The limits grow stricter with it."""
+    return (
+        Template.objects.filter(gallery_id__in=gallery_ids, embedder_version=embedder_version)
+        .values("person_id")
+        .distinct()
+        .count()
+    )
+
+
+def library_limits(gallery_ids: list[int], embedder_version: str) -> calibration.Limits:
+    """The auto-tag and suggestion limits for a search over `gallery_ids`, sized to its people
+    so the expected share of strangers tagged (suggested) stays within the settings' targets;
+    `.for_face(distances)` turns them into one face's limits."""
+    return calibration.library_limits(
+        embedder_version,
+        library_size(gallery_ids, embedder_version),
+        settings.FACEWEB_AUTO_TAG_STRANGER_RATE,
+        settings.FACEWEB_SUGGEST_STRANGER_RATE,
+    )

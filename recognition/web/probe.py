@@ -30,7 +30,7 @@ from recognition.core.images import decode_image, jpeg_bytes
 from recognition.core.matching import Verdict, verdict
 from recognition.core.pipeline import analyse_image, embed_detected
 from recognition.core.trust import LEARNING_PHASE, match_thresholds
-from recognition.index.search import search_people
+from recognition.index.search import library_limits, search_people
 from recognition.runtime import assess_probe, backend
 
 PROBE_TTL_SECONDS = 15 * 60
@@ -226,27 +226,33 @@ def search_face(
     A face the filter rejected is not searched: the outcome says so with its reasons.
     """
 
-    limits = match_thresholds(embedder_version)
-    # An uncalibrated version (a learning phase) still answers, nearest first, but calls no
-    # one the same person: every hit is at most "possible".
-    same = limits.same if limits else 0.0
-    possible = limits.possible if limits else 4.0  # beyond any distance of these vectors
+    gallery_ids = visible_gallery_ids(user)
+    # The verdicts use the matcher's limits for the people this user can see. An uncalibrated
+    # version (a learning phase) still answers, nearest first, but calls no one the same person:
+    # every hit is at most "possible".
+    calibrated = match_thresholds(embedder_version) is not None
+    library = library_limits(gallery_ids, embedder_version) if calibrated else None
+    same = library.ceiling.same if library else 0.0
+    possible = library.ceiling.possible if library else 4.0  # beyond any distance of these
     outcome = SearchOutcome(
         face=face,
         rejected=face.rejected,
         hits=[],
         same=same,
         possible=possible,
-        learning="" if limits else LEARNING_PHASE,
+        learning="" if calibrated else LEARNING_PHASE,
     )
     if face.rejected:
         return outcome
     t0 = time.perf_counter()
-    gallery_ids = visible_gallery_ids(user)
     result = search_people(
         face.embedding, gallery_ids=gallery_ids, embedder_version=embedder_version, top_n=top_n
     )
     t1 = time.perf_counter()
+    if library is not None:
+        limits = library.for_face([c.distance for c in result.candidates])
+        same, possible = limits.same, limits.possible
+        outcome.same, outcome.possible = same, possible
     ids = [c.person_id for c in result.candidates]
     # One definition of who may see whom (gallery/access.py), also for search results.
     people = visible_people(user).in_bulk(ids)

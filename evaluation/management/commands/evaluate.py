@@ -23,8 +23,9 @@ DETECTOR_NAMES = {"centerface": "CenterFace", "hog": "HOG", "cnn": "MMOD"}
 
 class Command(BaseCommand):
     help = (
-        "Verification (LFW pairs, 10-fold), closed- and open-set identification on a labeled "
-        "folder; writes results.json, results.md, cmc.png, det.png and distances.png."
+        "Verification (LFW pairs, 10-fold), closed- and open-set identification and the app's "
+        "open-set decisions by library size on a labeled folder, the app's pipeline first; "
+        "writes results.json, results.md, cmc.png, det.png and distances.png."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,7 +36,7 @@ class Command(BaseCommand):
             "--seed",
             type=int,
             default=1,
-            help="open-set identity hold-out (1 reproduces ../shared/faces/README.md's split)",
+            help="open-set identity hold-out, drawn once from the labels for every pipeline",
         )
         parser.add_argument("--limit", type=int, help="only the first N images (sorted)")
         parser.add_argument(
@@ -50,7 +51,9 @@ class Command(BaseCommand):
             help="model versions to compare side by side (built in, or an installed InsightFace "
             "pack: insightface-buffalo_l); default: FACEWEB_EMBEDDER",
         )
-        parser.add_argument("--upsample", type=int, default=1, help="HOG upsampling")
+        parser.add_argument(
+            "--upsample", type=int, default=1, help="HOG upsampling of the non-app detectors"
+        )
         parser.add_argument(
             "--retry",
             choices=["cnn", "none"],
@@ -127,11 +130,16 @@ class Command(BaseCommand):
         )
         variants: list[Variant] = []
         own_detector = version not in BUILTIN
-        for model in (
-            ["scrfd"] if own_detector else options["detector"] or [settings.FACEWEB_DETECTOR]
-        ):
-            detector = replace(detector_config(), model=model, upsample=options["upsample"])
+        # The app's own pipeline (its detector at its settings, no flip) comes first: the
+        # headline numbers are what the app runs; variants follow, on the same split.
+        app = settings.FACEWEB_DETECTOR
+        models = ["scrfd"] if own_detector else options["detector"] or [app]
+        models = sorted(set(models), key=lambda m: (m != app, models.index(m)))
+        for model in models:
+            upsample = settings.FACEWEB_DETECT_UPSAMPLE if model == app else options["upsample"]
+            detector = replace(detector_config(), model=model, upsample=upsample)
             name = "SCRFD" if own_detector else DETECTOR_NAMES[model]
+            name += " (app)" if model == app and version == settings.FACEWEB_EMBEDDER else ""
             name = f"{version}: {name}" if named else name
             data = embed(detector=detector)
             variants += [Variant(name, data), Variant(f"{name} + flip TTA", data, flip_tta=True)]
