@@ -359,6 +359,14 @@ ENDPOINTS = [
     # "Not a face" is a training label: the gallery's owner (or staff) decides.
     Endpoint("face not a face", "post", _u("gallery:face-not-face", F), HTML_OWNER),
     Endpoint("face is a face after all", "post", _u("gallery:face-use", F), HTML_OWNER),
+    # Overruling the filter ("this face is fine, use it") is a training label too.
+    Endpoint(
+        "face overrule",
+        "post",
+        _u("gallery:face-overrule", F),
+        HTML_OWNER,
+        data=lambda w, u: {"decision": "approve"},
+    ),
     # Ignoring a stranger takes the face off the owner's "Who is unknown?": the owner decides.
     Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_OWNER, data=lambda w, u: {}),
     Endpoint(
@@ -450,6 +458,26 @@ if "review:review-queue" in _app_routes():
             STAFF_ONLY,
         ),
     ]
+
+# The model versions page (recognition/web/model_urls.py) is staff's alone, like the review queue.
+ENDPOINTS += [
+    Endpoint("models page", "get", _u("models:model-list"), STAFF_ONLY),
+    Endpoint(
+        "models switch",
+        "post",
+        _u("models:model-switch"),
+        STAFF_ONLY,
+        data=lambda w, u: {"name": "dlib-resnet-flip-v1"},
+    ),
+    Endpoint("models cancel", "post", _u("models:model-cancel"), STAFF_ONLY),
+    Endpoint(
+        "models drop",
+        "post",
+        _u("models:model-drop"),
+        STAFF_ONLY,
+        data=lambda w, u: {"name": "dlib-resnet-flip-v1"},
+    ),
+]
 
 # Routes deliberately left out of the table, with the reason.
 NOT_IN_TABLE = {
