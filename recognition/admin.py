@@ -1,5 +1,6 @@
-"""Admin for recognition state: PCA bases, person templates and review decisions (read-only:
-the index and the review actions keep them), and the review actions offered on faces."""
+"""Admin for recognition state: PCA bases, person templates, review decisions and model versions
+with their re-embed jobs (read-only: the index, the review actions and recognition/actions/models.py
+keep them; switching models is the staff /models/ page), and the review actions offered on faces."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from django.http import HttpRequest
 
 from gallery.models import Face
 from recognition.actions.review import do_review_faces
-from recognition.models import ProjectionBasis, ReviewDecision, Template
+from recognition.models import (
+    ModelVersion,
+    ProjectionBasis,
+    ReembedJob,
+    ReviewDecision,
+    StagedPhoto,
+    Template,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -53,6 +61,30 @@ class ReviewDecisionAdmin(ReadOnlyAdmin):
     search_fields = ["reviewer__username"]
     list_select_related = ["reviewer"]
     date_hierarchy = "created_at"
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kind", "dim", "metric", "is_active", "activated_at", "installed_at"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name"]
+    exclude = ["licence"]  # long text; the /models/ page shows who accepted it and when
+
+
+@admin.register(ReembedJob)
+class ReembedJobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "source_version", "target_version", "state", "total", "created_at"]
+    list_filter = ["state", "target_version"]
+    search_fields = ["source_version", "target_version"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(StagedPhoto)
+class StagedPhotoAdmin(ReadOnlyAdmin):
+    list_display = ["id", "job", "photo", "error", "created_at"]
+    list_select_related = ["job", "photo"]
+    # The staged vectors are the job's working data, not for reading here.
+    exclude = ["faces"]
 
 
 # Review actions on Face (attached to gallery.admin.FaceAdmin): the same path as the review queue.
