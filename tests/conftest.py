@@ -105,6 +105,17 @@ def gallery(alice: User, bob: User) -> Gallery:
     return gallery
 
 
+@pytest.fixture
+def uncalibrated_flip(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The flip-averaged dlib version without its thresholds: an uncalibrated version (as every
+    InsightFace pack starts) on the real models and real photos, for the learning phase."""
+    from recognition.core import calibration
+    from recognition.core.versions import DLIB_RESNET_FLIP_VERSION
+
+    monkeypatch.delitem(calibration.THRESHOLDS, DLIB_RESNET_FLIP_VERSION)
+    return DLIB_RESNET_FLIP_VERSION
+
+
 def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)

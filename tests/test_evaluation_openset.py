@@ -9,6 +9,7 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 from django.core.management import call_command
 
 from evaluation.folder import LabeledEmbeddings, StageTimes
@@ -114,8 +115,9 @@ def test_it_puts_the_apps_pipeline_first(tmp_path: pathlib.Path, settings: objec
     assert names[1:] == ["CenterFace (app) + flip TTA", "HOG", "HOG + flip TTA"]
 
 
-def test_it_fits_and_stores_a_stranger_model(tmp_path: pathlib.Path) -> None:
-    """`manage.py calibrate` on a small real folder writes a model the matcher can load."""
+def test_it_fits_and_stores_a_stranger_model(tmp_path: pathlib.Path, db: None) -> None:
+    """`manage.py calibrate` on a small real folder writes a model the matcher can load (for the
+    active version: the database says which)."""
     folder = tmp_path / "faces"
     people = sorted(p for p in (FACES_DIR / "lfw").iterdir() if len(list(p.iterdir())) >= 3)[:6]
     for person in people:
@@ -133,3 +135,52 @@ def test_it_fits_and_stores_a_stranger_model(tmp_path: pathlib.Path) -> None:
         assert all(a <= b for a, b in itertools.pairwise(row)) and row[-1] == 1.0
     face = model.limits(5).for_face([0.3, 0.8, 0.85, 0.9])
     assert 0 < face.same <= face.possible <= 0.6
+
+
+def test_it_calibrates_the_flip_version_from_the_plain_pass(
+    tmp_path: pathlib.Path, db: None
+) -> None:
+    """`calibrate --model dlib-resnet-flip-v1` fits that version's own stranger model, with its
+    own ceilings, from the plain pass's stored mirror-image vectors; those are the flip
+    embedder's vectors (checked here on the same real faces), so nothing is embedded twice."""
+    from django.core.management.base import CommandError
+
+    from evaluation.folder import embed_labeled_folder
+    from recognition.core.embedding import get_embedder
+    from recognition.core.versions import DLIB_RESNET_FLIP_VERSION, DLIB_RESNET_VERSION
+
+    folder = tmp_path / "faces"
+    people = sorted(p for p in (FACES_DIR / "lfw").iterdir() if len(list(p.iterdir())) >= 3)[:4]
+    for person in people:
+        (folder / person.name).mkdir(parents=True)
+        for image in sorted(person.iterdir())[:3]:
+            (folder / person.name / image.name).symlink_to(image)
+    plain = embed_labeled_folder(
+        folder, None, embedder=get_embedder(DLIB_RESNET_VERSION), progress=False
+    )
+    flip = embed_labeled_folder(
+        folder, None, embedder=get_embedder(DLIB_RESNET_FLIP_VERSION), progress=False
+    )
+    assert plain.found.all() and flip.found.all()
+    np.testing.assert_allclose(plain.with_flip_tta().embeddings, flip.embeddings, atol=1e-5)
+    assert np.abs(plain.embeddings - flip.embeddings).max() > 1e-3  # a different version
+
+    out = tmp_path / "calibration.json"
+    call_command(
+        "calibrate",
+        str(folder),
+        "--model",
+        DLIB_RESNET_FLIP_VERSION,
+        "--no-cache",
+        "--out",
+        str(out),
+        "--searches",
+        "2000",
+    )
+    model = StrangerModel.from_json(json.loads(out.read_text()))
+    assert model.embedder_version == DLIB_RESNET_FLIP_VERSION
+    assert model.ceiling == Thresholds(same=0.49, possible=0.58)
+    assert "--model dlib-resnet-flip-v1" in model.fitted_on["command"]
+    assert model.fitted_on["images"] == 12
+    with pytest.raises(CommandError, match="unknown model version"):
+        call_command("calibrate", str(folder), "--model", "no-such-model", "--no-cache")

@@ -38,7 +38,10 @@ def test_it_switches_here_reports_status_and_drops_the_old_version(
         DLIB_RESNET_FLIP_VERSION
     }
     status = _run("model_status")
-    assert "learning phase" in status and "Switched, 1/1 photos" in status
+    assert "Switched, 1/1 photos" in status
+    # The flip version is calibrated: no learning phase, but no filter of its own either.
+    assert "learning phase" not in status
+    assert "quality rules only until the filter is trained" in status
     with pytest.raises(CommandError, match="active model"):
         _run("drop_model_version", DLIB_RESNET_FLIP_VERSION)
     assert "kept_photos: 1" in _run("drop_model_version", DLIB_RESNET_VERSION)

@@ -175,11 +175,15 @@ def test_it_switches_to_the_flip_version_and_back_keeping_every_decision(
     assert {(t.embedder_version, t.basis.embedder_version) for t in templates} == {
         (DLIB_RESNET_FLIP_VERSION, DLIB_RESNET_FLIP_VERSION)
     }
-    # Searches answer under the new version; the uncalibrated flip version names nobody
-    # automatically (a learning phase), so the automatic tag was withdrawn.
+    # Searches answer under the new version, and the flip version is calibrated (its own
+    # ceilings and stranger model): the matcher, run again by the switch on the flip vectors,
+    # names the other Obama face automatically again, and leaves the rejected one alone.
     assert _search(probe, gallery)[0] == biden.pk
     obama2.refresh_from_db()
-    assert obama2.person_id is None and obama2.assignment == Face.Assignment.NONE
+    assert obama2.person_id == obama.pk and obama2.assignment == Face.Assignment.SUGGESTED
+    assert obama2.embedder_version == DLIB_RESNET_FLIP_VERSION
+    obama3.refresh_from_db()
+    assert obama3.person_id != obama.pk
 
     # And back: the same detector and landmarks give back the very same vectors.
     back = _switch(DLIB_RESNET_VERSION, capture)
@@ -192,7 +196,7 @@ def test_it_switches_to_the_flip_version_and_back_keeping_every_decision(
     assert _not_persons() == not_persons
     assert _search(probe, gallery)[0] == biden.pk
     obama2.refresh_from_db()
-    assert obama2.person_id == obama.pk  # the calibrated default names it again
+    assert obama2.person_id == obama.pk  # the calibrated default names it too
     assert set(Template.objects.values_list("embedder_version", flat=True)) == {DLIB_RESNET_VERSION}
 
     # The flip version's leftovers (its vectors kept by the switch back) can be dropped.
@@ -202,6 +206,33 @@ def test_it_switches_to_the_flip_version_and_back_keeping_every_decision(
     with pytest.raises(ActionError):
         do_drop_version(DLIB_RESNET_VERSION)
     assert Person.objects.filter(pk__in=[biden.pk, obama.pk, kit.pk]).count() == 3
+
+
+def test_it_names_nobody_automatically_after_a_switch_to_an_uncalibrated_model(
+    gallery: Gallery,
+    alice: User,
+    django_capture_on_commit_callbacks: object,
+    uncalibrated_flip: str,
+) -> None:
+    """The learning phase: a version without thresholds withdraws the matcher's tags."""
+    capture = django_capture_on_commit_callbacks
+    names = ["obama/obama.jpg", "obama/obama1.jpg", "obama/obama2.jpg"]
+    with capture(execute=True):  # type: ignore[operator]
+        result = do_upload_photos(gallery, [upload_file(p) for p in names], by=alice)
+    first, second, third = (_only_face(Photo.objects.get(pk=r.pk)) for r in result.accepted)
+    obama = do_create_person(alice, "Barack Obama", by=alice)
+    with capture(execute=True):  # type: ignore[operator]
+        do_tag_face(first, obama, by=alice)
+        do_tag_face(second, obama, by=alice)
+    third.refresh_from_db()
+    assert third.person_id == obama.pk and third.assignment == Face.Assignment.SUGGESTED
+    job = _switch(uncalibrated_flip, capture)
+    assert job.state == ReembedJob.State.SWITCHED, job.error
+    third.refresh_from_db()
+    assert third.embedder_version == uncalibrated_flip
+    assert third.person_id is None and third.assignment == Face.Assignment.NONE
+    first.refresh_from_db()
+    assert first.person_id == obama.pk and first.assignment == Face.Assignment.CONFIRMED
 
 
 def test_it_refuses_an_unknown_or_active_model(alice: User) -> None:

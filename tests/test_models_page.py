@@ -27,12 +27,18 @@ def test_it_does_not_exist_for_a_user_who_is_not_staff(alice: User) -> None:
     assert not ReembedJob.objects.exists()
 
 
-def test_it_lists_the_models_with_the_active_one_and_the_learning_phase(staff: User) -> None:
+def test_it_lists_the_models_with_the_active_one_and_their_trust(staff: User) -> None:
     page = client_for(staff).get("/models/").content.decode()
     assert DLIB_RESNET_VERSION in page and DLIB_RESNET_FLIP_VERSION in page
     assert "In use" in page and "No model change yet" in page
-    # The flip version has no thresholds and no filter of its own yet.
-    assert "names are not given automatically" in page
+    # The flip version is calibrated but has no filter of its own yet.
+    assert "Calibrated; faces are checked for quality only (filter not trained for it)" in page
+    assert "names are not given automatically" not in page
+
+
+def test_it_lists_an_uncalibrated_model_as_learning(staff: User, uncalibrated_flip: str) -> None:
+    page = client_for(staff).get("/models/").content.decode()
+    assert "Learning: names are not given automatically; faces are checked for quality only" in page
 
 
 def test_it_switches_from_the_page_and_polls_the_job(
@@ -45,7 +51,9 @@ def test_it_switches_from_the_page_and_polls_the_job(
     assert active_version() == DLIB_RESNET_FLIP_VERSION  # no photos: switched at once
     page = client.get("/models/").content.decode()
     assert "moved from dlib-resnet-v1 to dlib-resnet-flip-v1" in page
-    assert "Automatic matching is in a learning phase" in page
+    # Calibrated, so no learning phase; its faces are checked by the quality rules only.
+    assert "Automatic matching is in a learning phase" not in page
+    assert "checked by the quality rules only" in page
     fragment = client.get("/models/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="reembed-job")
     assert fragment.content.decode().lstrip().startswith('<div id="reembed-job"')
     refused = client.post("/models/switch/", {"name": DLIB_RESNET_FLIP_VERSION}, follow=True)
@@ -53,7 +61,10 @@ def test_it_switches_from_the_page_and_polls_the_job(
 
 
 def test_it_searches_in_the_learning_phase_without_calling_anyone_the_same(
-    gallery: Gallery, alice: User, django_capture_on_commit_callbacks: object
+    gallery: Gallery,
+    alice: User,
+    django_capture_on_commit_callbacks: object,
+    uncalibrated_flip: str,
 ) -> None:
     capture = django_capture_on_commit_callbacks
     with capture(execute=True):  # type: ignore[operator]

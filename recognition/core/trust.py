@@ -18,6 +18,12 @@ LEARNING_PHASE = (
     "Automatic matching is in a learning phase for this model: faces are checked for quality "
     "only and nobody is named automatically until it has been calibrated."
 )
+# Calibrated, but the out-of-distribution filter was trained on another version's vectors:
+# matching works, and the quality rules alone decide which faces it may use.
+QUALITY_ONLY = (
+    "The out-of-distribution filter has not been trained for this model yet: its faces are "
+    "checked by the quality rules only (size, blur, pose, exposure) before they are matched."
+)
 
 
 def match_thresholds(embedder_version: str) -> Thresholds | None:
@@ -43,7 +49,18 @@ class Trust:
 
     @property
     def learning(self) -> bool:
+        """Not fully trusted yet: no thresholds, or no filter of its own."""
         return not (self.calibrated and self.filter_trained)
+
+    @property
+    def notice(self) -> str:
+        """What the pages say about the active version: the learning phase (nobody named
+        automatically) while uncalibrated; quality rules only while the filter is missing."""
+        if not self.calibrated:
+            return LEARNING_PHASE
+        if not self.filter_trained:
+            return QUALITY_ONLY
+        return ""
 
 
 def trust(embedder_version: str, shipped: OodModel | None) -> Trust:

@@ -22,7 +22,7 @@ from recognition.actions.models import (
     running_job,
 )
 from recognition.core import ood
-from recognition.core.trust import LEARNING_PHASE, trust
+from recognition.core.trust import trust
 from recognition.core.versions import BUILTIN, spec
 from recognition.models import ModelVersion, ReembedJob
 from recognition.runtime import active_version
@@ -65,7 +65,7 @@ def _context() -> dict[str, object]:
     return {
         "versions": versions,
         "active": active,
-        "learning": LEARNING_PHASE if active_trust.learning else "",
+        "learning": active_trust.notice,
         **_job_context(),
     }
 

@@ -17,9 +17,10 @@ from recognition.core.calibration import (
     library_limits,
     person_cap,
     stranger_model,
+    thresholds,
 )
 from recognition.core.matching import Candidate, Decision, assign_photo
-from recognition.core.versions import DLIB_RESNET_VERSION
+from recognition.core.versions import DLIB_RESNET_FLIP_VERSION, DLIB_RESNET_VERSION
 
 CEILING = Thresholds(same=0.5, possible=0.6)
 
@@ -93,6 +94,25 @@ def test_it_ships_a_model_fitted_for_the_apps_embedder() -> None:
         assert face.same <= 0.5 and face.possible <= 0.6
     with pytest.raises(LookupError):
         library_limits("some-other-model", 10)
+
+
+def test_it_ships_a_model_for_the_flip_version_within_its_own_ceilings() -> None:
+    model = stranger_model(DLIB_RESNET_FLIP_VERSION)
+    assert model is not None, (
+        "run manage.py calibrate ../shared/faces/lfw --model dlib-resnet-flip-v1"
+    )
+    assert model.embedder_version == DLIB_RESNET_FLIP_VERSION
+    assert model.ceiling == thresholds(DLIB_RESNET_FLIP_VERSION) == Thresholds(0.49, 0.58)
+    assert (model.score.cohort, model.score.beta) == (COHORT.cohort, COHORT.beta)
+    assert model.fitted_on["identities"] > 2000
+    for n in (1, 10, 100, 1000, 100_000):
+        face = library_limits(DLIB_RESNET_FLIP_VERSION, n).for_face([0.3, 0.9, 0.9, 0.9])
+        assert face.same <= 0.49 and face.possible <= 0.58
+    # Stricter with a larger library, as for the default version.
+    crowded = [0.45, 0.5, 0.52, 0.53]
+    small = library_limits(DLIB_RESNET_FLIP_VERSION, 100).for_face(crowded)
+    large = library_limits(DLIB_RESNET_FLIP_VERSION, 100_000).for_face(crowded)
+    assert large.same < small.same
 
 
 def test_it_caps_a_tight_person_at_their_own_spread() -> None:

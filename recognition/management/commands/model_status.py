@@ -32,8 +32,13 @@ class Command(BaseCommand):
                 "filter trained" if t.filter_trained else "filter not trained (quality rules)",
             ]
             self.stdout.write(f"{name:28} {kind:12} " + "; ".join(m for m in marks if m))
-            if name == active and t.learning:
+            if name == active and not t.calibrated:
                 self.stdout.write("  automatic matching is in a learning phase for this model")
+            elif name == active and not t.filter_trained:
+                self.stdout.write(
+                    "  faces are checked by the quality rules only until the filter is trained "
+                    "for this model (manage.py train_ood)"
+                )
         job = ReembedJob.objects.first()
         if job is not None:
             done, total = progress(job)
