@@ -165,6 +165,10 @@ def face_overrule(request: AuthedRequest, face_id: int) -> HttpResponse:
     if not can_review(request, role):
         raise PermissionDenied("Only the gallery's owner can overrule the filter on this face.")
     choice = OVERRULES.get(request.POST.get("decision", ""))
+    if face.review_status == Face.Review.NOT_FACE:
+        return _face_response(
+            request, face, role, error="This box is marked as not a face: say it is a face first."
+        )
     if face.ood_status != Face.Quality.REJECTED or choice is None:
         return _face_response(request, face, role, error="Nothing to overrule on this face.")
     decision, message = choice

@@ -23,8 +23,11 @@ def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face
 
     `decision` is ReviewDecision.Decision ("approve" / "reject"). Only faces the filter rejected
     are reviewed; a face already carrying the same decision is left alone, so a double click
-    records nothing twice. Each change is a ReviewDecision row (a label for `train_ood
-    --include-reviews`), Face.reviewed_by/reviewed_at and a FaceEvent. Approved faces become
+    records nothing twice. A box marked "not a face" is left alone too: it comes back only
+    through manual.do_unmark_not_face, which withdraws that label and restores its tag.
+
+    Each change is a ReviewDecision row (a label for `train_ood --include-reviews`),
+    Face.reviewed_by/reviewed_at and a FaceEvent. Approved faces become
     trusted: they are matched and, when tagged, become templates; confirmed ones lose any
     template and automatic tag.
     """
@@ -38,7 +41,7 @@ def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face
     changed = list(
         Face.objects.select_for_update()
         .filter(pk__in=ids, ood_status=Face.Quality.REJECTED)
-        .exclude(review_status=status)
+        .exclude(review_status__in=[status, Face.Review.NOT_FACE])
         .order_by("pk")
     )
     previous = {face.pk: face.review_status for face in changed}
