@@ -26,19 +26,32 @@ from recognition.core.pipeline import detect_and_align, embed_detected
 from recognition.runtime import assess_faces, detector_config, embedder
 
 
+def _not_a_file(path: Path) -> str:
+    """Why an entry that is neither a folder nor a file cannot be read (never opened: a named
+    pipe would block the run)."""
+    if path.is_symlink() and not path.exists():
+        return "a link to a file that does not exist (or a link to itself)"
+    return "not a regular file (a pipe, socket or device)"
+
+
 def assess_folder(root: Path) -> dict[str, Any]:
     """The decisions for every file under `root` (recursively, hidden files skipped)."""
     detector, model = detector_config(), embedder()
     images: dict[str, dict[str, Any]] = {}
     summary = {"images": 0, "faces": 0, "no_face": 0, "rejected": 0}
+    # Every entry but folders: a link to nothing or a pipe is listed with its error, not skipped
+    # in silence. Links to folders are not followed (rglob), so a link cycle cannot loop.
     files = sorted(
         p
         for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     for path in files:
         rel = path.relative_to(root).as_posix()
         summary["images"] += 1
+        if not path.is_file():
+            images[rel] = {"faces": [], "error": _not_a_file(path)}
+            continue
         try:
             decoded = decode_image(path, max_pixels=settings.FACEWEB_MAX_IMAGE_PIXELS)
         except BadImage as exc:
