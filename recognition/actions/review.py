@@ -102,7 +102,8 @@ def carry_review_decisions(new_faces: Iterable[Face], rows: list[ReviewDecision]
     replaced its old face (identity.carry_over, which carries the face's review_status), so
     `train_ood --include-reviews` still learns it. A box not found again takes its labels with
     it, as it takes its review status. Caller holds the transaction that deleted the old rows."""
-    moved = {f._carried_from: f.pk for f in new_faces if getattr(f, "_carried_from", None)}
+    carried = ((getattr(f, "_carried_from", None), f.pk) for f in new_faces)
+    moved = {old: new for old, new in carried if old is not None}
     kept = [row for row in rows if row.face_id in moved]
     if not kept:
         return

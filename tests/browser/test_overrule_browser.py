@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -31,9 +32,9 @@ def _blurred(dest: Path) -> Path:
 
 
 def test_it_lets_the_owner_use_a_face_the_filter_set_aside_and_take_it_back(
-    live_server: object, page: object, shot: object, tmp_path: Path
+    live_server: Any, page: Any, shot: Any, tmp_path: Path
 ) -> None:
-    base = live_server.url  # type: ignore[attr-defined]
+    base = live_server.url
     alice = User.objects.create_user("alice", "alice@example.test", PASSWORD)
     gallery = Gallery.objects.create(owner=alice, name="Presidents")
     result = do_upload_photos(gallery, [upload_file("obama/obama.jpg")], by=alice)
@@ -41,14 +42,14 @@ def test_it_lets_the_owner_use_a_face_the_filter_set_aside_and_take_it_back(
     do_tag_face(result.accepted[0].faces.get(), obama, by=alice)
 
     sign_in(page, base, "alice", PASSWORD)
-    page.goto(f"{base}/galleries/{gallery.pk}/")  # type: ignore[attr-defined]
-    page.set_input_files("input[name=files]", str(_blurred(tmp_path / "blurred.jpg")))  # type: ignore[attr-defined]
-    page.locator("#batches .batch").first.get_by_text("Upload processed").wait_for()  # type: ignore[attr-defined]
+    page.goto(f"{base}/galleries/{gallery.pk}/")
+    page.set_input_files("input[name=files]", str(_blurred(tmp_path / "blurred.jpg")))
+    page.locator("#batches .batch").first.get_by_text("Upload processed").wait_for()
     face = Face.objects.get(photo__original_name="blurred.jpg")
     assert face.ood_status == Face.Quality.REJECTED and not face.is_trusted
 
-    page.goto(f"{base}/photos/{face.photo_id}/")  # type: ignore[attr-defined]
-    card = page.locator(f"#face-{face.pk}")  # type: ignore[attr-defined]
+    page.goto(f"{base}/photos/{face.photo_id}/")
+    card = page.locator(f"#face-{face.pk}")
     text = card.inner_text()
     assert "Not used for matching" in text and "Too blurry to recognise reliably" in text
     assert "sharpness" not in text and "weight" not in text  # numbers are for staff only
@@ -56,7 +57,7 @@ def test_it_lets_the_owner_use_a_face_the_filter_set_aside_and_take_it_back(
     shot(page, "20-owner-sees-rejected-face")
 
     card.get_by_role("button", name="This face is fine, use it").click()
-    card = page.locator(f"#face-{face.pk}", has_text="Stop using this face")  # type: ignore[attr-defined]
+    card = page.locator(f"#face-{face.pk}", has_text="Stop using this face")
     card.wait_for()
     assert "Barack Obama" in card.inner_text()  # matched at once: offered or tagged
     shot(page, "21-owner-overruled-filter")
@@ -67,7 +68,7 @@ def test_it_lets_the_owner_use_a_face_the_filter_set_aside_and_take_it_back(
     assert (label.reviewer, label.decision) == (alice, ReviewDecision.Decision.APPROVE)
 
     card.get_by_role("button", name="Stop using this face").click()
-    card = page.locator(f"#face-{face.pk}", has_text="This face is fine, use it")  # type: ignore[attr-defined]
+    card = page.locator(f"#face-{face.pk}", has_text="This face is fine, use it")
     card.wait_for()
     assert "Not used for matching" in card.inner_text()
     shot(page, "22-owner-took-it-back")
