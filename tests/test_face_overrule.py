@@ -43,7 +43,9 @@ def test_it_lets_the_owner_use_a_rejected_face_which_becomes_a_template_and_gets
         reverse("gallery:face-overrule", args=[rejected.pk]), {"decision": "approve"}, headers=HTMX
     )
     assert response.status_code == 200
-    assert "The face is used" in response.content.decode()
+    assert (
+        "The face is used for matching. It now helps recognise Obama" in response.content.decode()
+    )
     rejected.refresh_from_db()
     assert rejected.review_status == Face.Review.APPROVED and rejected.is_trusted
     assert rejected.reviewed_by == alice

@@ -147,10 +147,7 @@ def face_use(request: AuthedRequest, face_id: int) -> HttpResponse:
 
 
 OVERRULES = {
-    "approve": (
-        ReviewDecision.Decision.APPROVE,
-        "The face is used: it is matched and can help recognise this person elsewhere.",
-    ),
+    "approve": (ReviewDecision.Decision.APPROVE, "The face is used for matching."),
     "reject": (ReviewDecision.Decision.REJECT, "The face is no longer used for matching."),
 }
 
@@ -174,6 +171,9 @@ def face_overrule(request: AuthedRequest, face_id: int) -> HttpResponse:
     decision, message = choice
     do_review_faces([face], decision, by=request.user)
     face.refresh_from_db()
+    if face.is_trusted and face.person and face.assignment == Face.Assignment.CONFIRMED:
+        # Only a confirmed face is a template: say so only then.
+        message += f" It now helps recognise {face.person.name} in other photos."
     return _face_response(request, face, role, message=message)
 
 

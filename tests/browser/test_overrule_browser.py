@@ -60,6 +60,9 @@ def test_it_lets_the_owner_use_a_face_the_filter_set_aside_and_take_it_back(
     card = page.locator(f"#face-{face.pk}", has_text="Stop using this face")
     card.wait_for()
     assert "Barack Obama" in card.inner_text()  # matched at once: offered or tagged
+    # Not confirmed yet, so not a template: the message promises no more than matching.
+    flash = page.locator("#messages").inner_text()
+    assert "The face is used for matching." in flash and "helps recognise" not in flash
     shot(page, "21-owner-overruled-filter")
     face.refresh_from_db()
     assert face.review_status == Face.Review.APPROVED and face.is_trusted
