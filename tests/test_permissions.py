@@ -359,6 +359,14 @@ ENDPOINTS = [
     # "Not a face" is a training label: the gallery's owner (or staff) decides.
     Endpoint("face not a face", "post", _u("gallery:face-not-face", F), HTML_OWNER),
     Endpoint("face is a face after all", "post", _u("gallery:face-use", F), HTML_OWNER),
+    # Overruling the filter ("this face is fine, use it") is a training label too (issue 12).
+    Endpoint(
+        "face overrule",
+        "post",
+        _u("gallery:face-overrule", F),
+        HTML_OWNER,
+        data=lambda w, u: {"decision": "approve"},
+    ),
     # Ignoring a stranger takes the face off the owner's "Who is unknown?": the owner decides.
     Endpoint("face ignore", "post", _u("gallery:face-ignore", F), HTML_OWNER, data=lambda w, u: {}),
     Endpoint(
