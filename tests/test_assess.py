@@ -77,16 +77,18 @@ def test_it_lists_links_to_nothing_and_pipes_with_an_error_and_reads_odd_names(
     (root / "loop.jpg").symlink_to(root / "loop.jpg")
     os.mkfifo(root / "pipe.jpg")
     (root / "album").mkdir()
+    (root / "elsewhere").symlink_to(tmp_path, target_is_directory=True)  # a cycle, too
     out = tmp_path / "assess.json"
     call_command("assess", str(root), "--json", str(out))
     report = json.loads(out.read_text())
     images = report["images"]
     assert sorted(images) == sorted(
-        ["gone.jpg", "loop.jpg", "pipe.jpg", "odd\nname.jpg", odd_bytes]
+        ["elsewhere", "gone.jpg", "loop.jpg", "pipe.jpg", "odd\nname.jpg", odd_bytes]
     )
+    assert "link to a folder" in images["elsewhere"]["error"]
     for name in ("gone.jpg", "loop.jpg"):
         assert images[name]["faces"] == [] and "link" in images[name]["error"], images[name]
     assert images["pipe.jpg"]["faces"] == [] and "not a regular file" in images["pipe.jpg"]["error"]
     for name in ("odd\nname.jpg", odd_bytes):
         assert len(images[name]["faces"]) == 1 and "error" not in images[name]
-    assert report["summary"] == {"images": 5, "faces": 2, "no_face": 0, "rejected": 0}
+    assert report["summary"] == {"images": 6, "faces": 2, "no_face": 0, "rejected": 0}

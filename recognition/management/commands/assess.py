@@ -29,6 +29,8 @@ from recognition.runtime import assess_faces, detector_config, embedder
 def _not_a_file(path: Path) -> str:
     """Why an entry that is neither a folder nor a file cannot be read (never opened: a named
     pipe would block the run)."""
+    if path.is_dir():
+        return "a link to a folder: not followed (assess that folder on its own)"
     if path.is_symlink() and not path.exists():
         return "a link to a file that does not exist (or a link to itself)"
     return "not a regular file (a pipe, socket or device)"
@@ -40,11 +42,13 @@ def assess_folder(root: Path) -> dict[str, Any]:
     images: dict[str, dict[str, Any]] = {}
     summary = {"images": 0, "faces": 0, "no_face": 0, "rejected": 0}
     # Every entry but folders: a link to nothing or a pipe is listed with its error, not skipped
-    # in silence. Links to folders are not followed (rglob), so a link cycle cannot loop.
+    # in silence. Links to folders are not followed (rglob), so a link cycle cannot loop; they
+    # are listed too, so photos behind one are not missed unsaid.
     files = sorted(
         p
         for p in root.rglob("*")
-        if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if (p.is_symlink() or not p.is_dir())
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     for path in files:
         rel = path.relative_to(root).as_posix()
