@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from django.core.management import call_command
 from PIL import Image, ImageFilter
 
 from gallery.models import Face, Photo
+from recognition.core.images import decode_image
+from recognition.management.commands import assess as assess_command
 from tests.conftest import FACES_DIR, photo_path
 
 
@@ -92,3 +95,30 @@ def test_it_lists_links_to_nothing_and_pipes_with_an_error_and_reads_odd_names(
     for name in ("odd\nname.jpg", odd_bytes):
         assert len(images[name]["faces"]) == 1 and "error" not in images[name]
     assert report["summary"] == {"images": 6, "faces": 2, "no_face": 0, "rejected": 0}
+
+
+@pytest.mark.django_db
+def test_it_lists_a_photo_the_pipeline_fails_on_and_reports_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that decodes but breaks a later step (here the detector raises on one photo, as
+    an unforeseen input would) is one error in the report, not a run without a report."""
+    root = tmp_path / "archive"
+    root.mkdir()
+    shutil.copy(photo_path("biden/biden2.jpg"), root / "fine.jpg")
+    shutil.copy(photo_path("obama/obama.jpg"), root / "trouble.jpg")
+    real = assess_command.detect_and_align
+    trouble_shape = decode_image(root / "trouble.jpg", max_pixels=10**8).rgb.shape
+
+    def detect(rgb: np.ndarray, detector: Any) -> Any:
+        if rgb.shape == trouble_shape:
+            raise RuntimeError("unexpected input")
+        return real(rgb, detector)
+
+    monkeypatch.setattr(assess_command, "detect_and_align", detect)
+    out = tmp_path / "assess.json"
+    call_command("assess", str(root), "--json", str(out))
+    images = json.loads(out.read_text())["images"]
+    assert len(images["fine.jpg"]["faces"]) == 1
+    assert images["trouble.jpg"]["faces"] == []
+    assert "could not be processed" in images["trouble.jpg"]["error"]

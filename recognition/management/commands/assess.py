@@ -15,6 +15,7 @@ an unreadable file's entry also has "error" (a sentence) and no faces.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from recognition.core.images import BadImage, decode_image
 from recognition.core.pipeline import detect_and_align, embed_detected
 from recognition.runtime import assess_faces, detector_config, embedder
+
+logger = logging.getLogger(__name__)
 
 
 def _not_a_file(path: Path) -> str:
@@ -64,9 +67,22 @@ def assess_folder(root: Path) -> dict[str, Any]:
         except OSError as exc:
             images[rel] = {"faces": [], "error": f"could not read the file ({exc.strerror})"}
             continue
-        detected = detect_and_align(decoded.rgb, detector)
-        analysed = embed_detected([detected], model)[0][0]
-        verdicts = assess_faces(analysed, model.version)
+        try:
+            detected = detect_and_align(decoded.rgb, detector)
+            analysed = embed_detected([detected], model)[0][0]
+            verdicts = assess_faces(analysed, model.version)
+        except MemoryError:
+            images[rel] = {"faces": [], "error": "the image is too large to process in memory"}
+            continue
+        except Exception as exc:
+            # Processing hands such a failure back with its photo (processing._prepare); a dry
+            # run over an archive lists it and goes on, so one file never costs the whole report.
+            logger.exception("assess: %s could not be processed", rel)
+            images[rel] = {
+                "faces": [],
+                "error": f"the photo could not be processed ({type(exc).__name__}: {exc})",
+            }
+            continue
         faces = [
             {
                 "box": [a.detection.left, a.detection.top, a.detection.right, a.detection.bottom],
