@@ -11,10 +11,13 @@ from django.urls import reverse
 from PIL import Image, ImageFilter
 
 from gallery.actions.people import do_create_person
-from gallery.actions.photos import do_upload_photos
+from gallery.actions.photos import do_requeue_photo, do_upload_photos
 from gallery.models import Face, FaceEvent, Gallery
 from recognition.actions.identity import do_tag_face
+from recognition.actions.manual import do_mark_not_face
+from recognition.actions.review import do_review_faces
 from recognition.models import ReviewDecision, Template
+from recognition.tasks import process_photo
 from tests.conftest import client_for, photo_path, upload_file
 from tests.factories import face_in_new_photo
 
@@ -40,7 +43,9 @@ def test_it_lets_the_owner_use_a_rejected_face_which_becomes_a_template_and_gets
         reverse("gallery:face-overrule", args=[rejected.pk]), {"decision": "approve"}, headers=HTMX
     )
     assert response.status_code == 200
-    assert "The face is used" in response.content.decode()
+    assert (
+        "The face is used for matching. It now helps recognise Obama" in response.content.decode()
+    )
     rejected.refresh_from_db()
     assert rejected.review_status == Face.Review.APPROVED and rejected.is_trusted
     assert rejected.reviewed_by == alice
@@ -125,3 +130,66 @@ def test_it_tells_the_owner_why_in_words_and_staff_the_numbers(
     staff_card = client_for(staff).get(url, headers=HTMX).content.decode()
     details = staff_card[staff_card.index("<details") :]
     assert "sharpness" in details and "Filter score" in details
+
+
+def test_it_refuses_viewers_and_requests_without_the_csrf_token(
+    gallery: Gallery, alice: User, charlie: User
+) -> None:
+    face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    gallery.members.create(user=charlie, role="viewer")
+    assert _overrule(client_for(charlie), face, htmx=False) == 403
+    # The owner's own browser session, but a form posted from another site: no CSRF token.
+    forged = Client(enforce_csrf_checks=True)
+    forged.force_login(alice)
+    assert _overrule(forged, face) == 403
+    face.refresh_from_db()
+    assert face.review_status == Face.Review.NONE and not ReviewDecision.objects.exists()
+
+
+def test_it_leaves_a_box_marked_not_a_face_to_its_own_undo(
+    gallery: Gallery, alice: User, alice_client: Client
+) -> None:
+    """ "Use this face" posted from a stale card of a box since marked "not a face" must not
+    make the box a trusted face behind the owner's back (its tag would stay cleared and the
+    NOT_FACE label would stand next to an approval); "It is a face after all" undoes it."""
+    obama = do_create_person(alice, "Obama", by=alice)
+    face = face_in_new_photo(gallery, "obama/obama.jpg", trusted=False)
+    do_tag_face(face, obama, by=alice)
+    do_mark_not_face(face, by=alice)
+    assert _overrule(alice_client, face) == 422
+    # Nor from the staff review queue, which lists reviewed faces, "not a face" ones included.
+    assert do_review_faces([face], ReviewDecision.Decision.APPROVE, by=alice) == []
+    face.refresh_from_db()
+    assert face.review_status == Face.Review.NOT_FACE and not face.is_trusted
+    assert not Template.objects.filter(face=face).exists()
+    assert list(ReviewDecision.objects.values_list("decision", flat=True)) == ["not_face"]
+
+
+def test_it_keeps_the_owners_decision_and_its_training_label_when_the_photo_is_processed_again(
+    gallery: Gallery,
+    alice: User,
+    alice_client: Client,
+    tmp_path: Path,
+    django_capture_on_commit_callbacks: object,
+) -> None:
+    """ "Find faces again" replaces the photo's face rows: the owner's overrule is carried to the
+    new face, and so must be the ReviewDecision that `train_ood --include-reviews` learns from
+    (it hung off the old row and went with it)."""
+    with Image.open(photo_path("biden/biden2.jpg")) as img:
+        img.convert("RGB").filter(ImageFilter.GaussianBlur(14)).save(tmp_path / "soft.jpg")
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        result = do_upload_photos(gallery, [upload_file(tmp_path / "soft.jpg")], by=alice)
+    photo = result.accepted[0]
+    old = Face.objects.get(photo=photo)
+    assert old.ood_status == Face.Quality.REJECTED
+    assert _overrule(alice_client, old) == 200
+    decided_at = ReviewDecision.objects.get().created_at
+
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        do_requeue_photo(photo, by=alice)
+    assert process_photo.delay(photo.pk).get() in {"done", "skipped"}  # eager: ran on commit
+    new = Face.objects.get(photo=photo)
+    assert new.pk != old.pk and new.review_status == Face.Review.APPROVED and new.is_trusted
+    label = ReviewDecision.objects.get()
+    assert (label.face_id, label.reviewer, label.decision) == (new.pk, alice, "approve")
+    assert label.created_at == decided_at

@@ -3,6 +3,7 @@ verdicts and reasons stored when a photo is processed, and the probe check for s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,3 +219,27 @@ def test_it_stores_verdicts_and_never_matches_rejected_faces(
     assert any("blur" in r for r in face.ood_reasons), face.ood_reasons
     assert face.person_id is None and face.suggested_person_id is None
     assert not hasattr(face, "template") or face.template is None
+
+
+def test_it_never_says_a_blur_is_below_the_limit_it_equals() -> None:
+    """Staff read "sharpness 5, below 5" for 4.6 under a limit of 5: the figure must show why."""
+    rules = ood.Rules(min_face_px=40)
+    q = ood.Quality(
+        size_px=120,
+        blur=rules.min_blur - 0.4,
+        noise=0.0,
+        brightness=120.0,
+        contrast=40.0,
+        dark_frac=0.0,
+        bright_frac=0.0,
+        det_score=0.9,
+        yaw=0.0,
+        roll=0.0,
+        pitch=0.0,
+        emb_norm=1.0,
+        mean_dist=0.3,
+        knn_dist=0.3,
+    )
+    (reason,) = ood._hard_reasons(q, rules)
+    shown, limit = re.search(r"sharpness ([\d.]+), below ([\d.]+)", reason).groups()  # type: ignore[union-attr]
+    assert float(shown) < float(limit), reason

@@ -65,6 +65,41 @@ def test_it_reads_the_strings_the_filter_really_writes() -> None:
     assert all(plain_reason(r).code != "other" for r in raw), raw
 
 
+# What each reason ood-v2 writes (recognition/core/ood.py `_sentence`) must read as: the plain
+# sentence says the same thing, not a neighbour's ("up or down" is not "to one side").
+OOD_V2 = [
+    ("face is small (34 px); weight +2.0", "Face is very small"),
+    ("strong blur (sharpness 5); weight +5.7", "Too blurry to recognise reliably"),
+    ("blurred (sharpness 30); weight +1.0", "Too blurry to recognise reliably"),
+    ("grainy or over-sharpened (sharpness 900); weight +1.2", "Grainy or over-sharpened picture"),
+    ("grainy, noisy picture (noise 3.0); weight +1.1", "Grainy, noisy picture"),
+    (
+        "part of the face is cut off or in deep shadow (19% black); weight +2.2",
+        "Part of the face is cut off or in deep shadow",
+    ),
+    ("very dark (brightness 20 of 255); weight +3.0", "Too dark"),
+    ("very bright, washed out (brightness 250 of 255); weight +3.0", "Too bright"),
+    ("low contrast (contrast 7); weight +1.0", "Too little contrast"),
+    ("harsh contrast (contrast 90); weight +1.0", "Harsh light: very strong contrast"),
+    ("barely recognisable as a face (detector 0.85); weight +1.2", "Hard to make out as a face"),
+    ("head turned ~50 degrees; weight +2.0", "Head turned away"),
+    ("head tilted ~30 degrees; weight +2.0", "Head tilted to one side"),
+    ("head tilted up or down (pitch 1.02); weight +1.2", "Head tilted up or down"),
+    (
+        "unlike the faces the model was trained on (distance 0.66); weight +2.1",
+        "Unusual face: not used for automatic matching",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "sentence"), OOD_V2)
+def test_it_says_what_each_ood_v2_reason_means(raw: str, sentence: str) -> None:
+    reason = plain_reason(raw)
+    assert reason.text == sentence
+    assert reason.detail == raw
+    assert not any(ch.isdigit() for ch in reason.text)
+
+
 def test_it_reads_structured_reasons_by_code() -> None:
     # The shape the filter on the trust branch stores: its own sentence and staff detail.
     given = {"code": "blurred", "text": "The face is blurred.", "detail": "sharpness 0.12"}

@@ -147,10 +147,7 @@ def face_use(request: AuthedRequest, face_id: int) -> HttpResponse:
 
 
 OVERRULES = {
-    "approve": (
-        ReviewDecision.Decision.APPROVE,
-        "The face is used: it is matched and can help recognise this person elsewhere.",
-    ),
+    "approve": (ReviewDecision.Decision.APPROVE, "The face is used for matching."),
     "reject": (ReviewDecision.Decision.REJECT, "The face is no longer used for matching."),
 }
 
@@ -165,11 +162,18 @@ def face_overrule(request: AuthedRequest, face_id: int) -> HttpResponse:
     if not can_review(request, role):
         raise PermissionDenied("Only the gallery's owner can overrule the filter on this face.")
     choice = OVERRULES.get(request.POST.get("decision", ""))
+    if face.review_status == Face.Review.NOT_FACE:
+        return _face_response(
+            request, face, role, error="This box is marked as not a face: say it is a face first."
+        )
     if face.ood_status != Face.Quality.REJECTED or choice is None:
         return _face_response(request, face, role, error="Nothing to overrule on this face.")
     decision, message = choice
     do_review_faces([face], decision, by=request.user)
     face.refresh_from_db()
+    if face.is_trusted and face.person and face.assignment == Face.Assignment.CONFIRMED:
+        # Only a confirmed face is a template: say so only then.
+        message += f" It now helps recognise {face.person.name} in other photos."
     return _face_response(request, face, role, message=message)
 
 

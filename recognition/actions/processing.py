@@ -35,6 +35,7 @@ from recognition.actions.identity import (
     do_match_faces,
     not_person_rows,
 )
+from recognition.actions.review import carry_review_decisions, review_rows
 from recognition.core import ood
 from recognition.core.backends import Backend
 from recognition.core.backends.dlib import DlibBackend
@@ -221,9 +222,11 @@ def _store(photo: Photo, prepared: _Prepared, analysed: list[AnalysedFace], vers
             face.crop.save("face.jpg", ContentFile(jpeg_bytes(crop, max_side=256)), save=False)
         old_crops = [f.crop.name for f in old_faces]
         not_persons = not_person_rows(old_faces)
+        reviews = review_rows(old_faces)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
         Face.objects.bulk_create(new_faces)
         carry_not_persons(new_faces, not_persons)
+        carry_review_decisions(new_faces, reviews)
         do_finish_photo(photo, decoded.width, decoded.height, decoded.taken_at)  # row is locked
         # Tags carried over on reprocessing need their templates back (or gone, if now
         # rejected); matching decides every face of the photo again: trusted faces get their

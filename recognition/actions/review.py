@@ -23,8 +23,11 @@ def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face
 
     `decision` is ReviewDecision.Decision ("approve" / "reject"). Only faces the filter rejected
     are reviewed; a face already carrying the same decision is left alone, so a double click
-    records nothing twice. Each change is a ReviewDecision row (a label for `train_ood
-    --include-reviews`), Face.reviewed_by/reviewed_at and a FaceEvent. Approved faces become
+    records nothing twice. A box marked "not a face" is left alone too: it comes back only
+    through manual.do_unmark_not_face, which withdraws that label and restores its tag.
+
+    Each change is a ReviewDecision row (a label for `train_ood --include-reviews`),
+    Face.reviewed_by/reviewed_at and a FaceEvent. Approved faces become
     trusted: they are matched and, when tagged, become templates; confirmed ones lose any
     template and automatic tag.
     """
@@ -38,7 +41,7 @@ def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face
     changed = list(
         Face.objects.select_for_update()
         .filter(pk__in=ids, ood_status=Face.Quality.REJECTED)
-        .exclude(review_status=status)
+        .exclude(review_status__in=[status, Face.Review.NOT_FACE])
         .order_by("pk")
     )
     previous = {face.pk: face.review_status for face in changed}
@@ -84,3 +87,30 @@ def do_review_faces(faces: Iterable[Face], decision: str, by: User) -> list[Face
         # Approved faces get their match; confirmed rejections drop an automatic tag.
         do_match_faces(changed)
     return changed
+
+
+def review_rows(old_faces: Iterable[Face]) -> list[ReviewDecision]:
+    """The review decisions on the faces a reprocess replaces (read before they are deleted)."""
+    ids = [f.pk for f in old_faces]
+    if not ids:
+        return []
+    return list(ReviewDecision.objects.filter(face_id__in=ids).order_by("created_at", "id"))
+
+
+def carry_review_decisions(new_faces: Iterable[Face], rows: list[ReviewDecision]) -> None:
+    """Reprocessing keeps the labels: each decision moves, with its time, to the new face that
+    replaced its old face (identity.carry_over, which carries the face's review_status), so
+    `train_ood --include-reviews` still learns it. A box not found again takes its labels with
+    it, as it takes its review status. Caller holds the transaction that deleted the old rows."""
+    carried = ((getattr(f, "_carried_from", None), f.pk) for f in new_faces)
+    moved = {old: new for old, new in carried if old is not None}
+    kept = [row for row in rows if row.face_id in moved]
+    if not kept:
+        return
+    times = [row.created_at for row in kept]
+    for row in kept:
+        row.pk = None
+        row.face_id = moved[row.face_id]
+    for row, when in zip(ReviewDecision.objects.bulk_create(kept), times, strict=True):
+        # auto_now_add stamped them now: the order of decisions (the latest wins) stays theirs.
+        ReviewDecision.objects.filter(pk=row.pk).update(created_at=when)

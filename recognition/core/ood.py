@@ -457,7 +457,7 @@ def _hard_reasons(q: Quality, rules: Rules) -> list[str]:
     if q.size_px < rules.min_face_px:
         reasons.append(f"face is small ({q.size_px} px, below the {rules.min_face_px} px minimum)")
     if blur_rule(q.blur, q.contrast, rules):
-        reasons.append(f"strong blur (sharpness {q.blur:.0f}, below {rules.min_blur:.0f})")
+        reasons.append(f"strong blur (sharpness {q.blur:.1f}, below {rules.min_blur:g})")
     return reasons
 
 

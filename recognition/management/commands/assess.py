@@ -15,6 +15,7 @@ an unreadable file's entry also has "error" (a sentence) and no faces.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,39 @@ from recognition.core.images import BadImage, decode_image
 from recognition.core.pipeline import detect_and_align, embed_detected
 from recognition.runtime import assess_faces, detector_config, embedder
 
+logger = logging.getLogger(__name__)
+
+
+def _not_a_file(path: Path) -> str:
+    """Why an entry that is neither a folder nor a file cannot be read (never opened: a named
+    pipe would block the run)."""
+    if path.is_dir():
+        return "a link to a folder: not followed (assess that folder on its own)"
+    if path.is_symlink() and not path.exists():
+        return "a link to a file that does not exist (or a link to itself)"
+    return "not a regular file (a pipe, socket or device)"
+
 
 def assess_folder(root: Path) -> dict[str, Any]:
     """The decisions for every file under `root` (recursively, hidden files skipped)."""
     detector, model = detector_config(), embedder()
     images: dict[str, dict[str, Any]] = {}
     summary = {"images": 0, "faces": 0, "no_face": 0, "rejected": 0}
+    # Every entry but folders: a link to nothing or a pipe is listed with its error, not skipped
+    # in silence. Links to folders are not followed (rglob), so a link cycle cannot loop; they
+    # are listed too, so photos behind one are not missed unsaid.
     files = sorted(
         p
         for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if (p.is_symlink() or not p.is_dir())
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     for path in files:
         rel = path.relative_to(root).as_posix()
         summary["images"] += 1
+        if not path.is_file():
+            images[rel] = {"faces": [], "error": _not_a_file(path)}
+            continue
         try:
             decoded = decode_image(path, max_pixels=settings.FACEWEB_MAX_IMAGE_PIXELS)
         except BadImage as exc:
@@ -47,9 +67,22 @@ def assess_folder(root: Path) -> dict[str, Any]:
         except OSError as exc:
             images[rel] = {"faces": [], "error": f"could not read the file ({exc.strerror})"}
             continue
-        detected = detect_and_align(decoded.rgb, detector)
-        analysed = embed_detected([detected], model)[0][0]
-        verdicts = assess_faces(analysed, model.version)
+        try:
+            detected = detect_and_align(decoded.rgb, detector)
+            analysed = embed_detected([detected], model)[0][0]
+            verdicts = assess_faces(analysed, model.version)
+        except MemoryError:
+            images[rel] = {"faces": [], "error": "the image is too large to process in memory"}
+            continue
+        except Exception as exc:
+            # Processing hands such a failure back with its photo (processing._prepare); a dry
+            # run over an archive lists it and goes on, so one file never costs the whole report.
+            logger.exception("assess: %s could not be processed", rel)
+            images[rel] = {
+                "faces": [],
+                "error": f"the photo could not be processed ({type(exc).__name__}: {exc})",
+            }
+            continue
         faces = [
             {
                 "box": [a.detection.left, a.detection.top, a.detection.right, a.detection.bottom],
