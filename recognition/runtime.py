@@ -94,7 +94,7 @@ def assess_faces(analysed: Sequence[AnalysedFace], embedder_version: str) -> lis
         [a.detection.landmarks for a in analysed],
         [a.detection.score for a in analysed],
         np.stack([np.asarray(a.embedding, dtype=np.float32) for a in analysed]),
-        ood.get_model(),
+        ood.model_for(embedder_version) if embedder_version else ood.get_model(),
         rules(),
         embedder_version,
     )
@@ -110,7 +110,7 @@ def assess_probe(
         [detection.landmarks],
         [detection.score],
         np.asarray(embedding, dtype=np.float32)[None],
-        ood.get_model(),
+        ood.model_for(embedder_version) if embedder_version else ood.get_model(),
         rules(),
         embedder_version,
     )[0]

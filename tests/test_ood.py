@@ -3,6 +3,7 @@ verdicts and reasons stored when a photo is processed, and the probe check for s
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +244,27 @@ def test_it_never_says_a_blur_is_below_the_limit_it_equals() -> None:
     (reason,) = ood._hard_reasons(q, rules)
     shown, limit = re.search(r"sharpness ([\d.]+), below ([\d.]+)", reason).groups()  # type: ignore[union-attr]
     assert float(shown) < float(limit), reason
+
+
+def test_a_filter_trained_for_another_model_version_never_replaces_this_ones(
+    tmp_path: Path,
+) -> None:
+    """`train_ood` for the flip version writes a newer ood-vN; the default version keeps its own
+    filter, and a version nobody trained a filter for gets none (quality rules only)."""
+    import shutil
+
+    for suffix in (".json", ".pt"):
+        shutil.copy(ood.WEIGHTS_DIR / f"ood-v2{suffix}", tmp_path / f"ood-v2{suffix}")
+    meta = json.loads((tmp_path / "ood-v2.json").read_text())
+    (tmp_path / "ood-v3.json").write_text(
+        json.dumps({**meta, "embedder_version": "dlib-resnet-flip-v1"})
+    )
+    shutil.copy(tmp_path / "ood-v2.pt", tmp_path / "ood-v3.pt")
+    assert ood.latest_version(tmp_path) == "ood-v3"
+    assert ood.latest_version(tmp_path, embedder_version="dlib-resnet-v1") == "ood-v2"
+    assert ood.latest_version(tmp_path, embedder_version="dlib-resnet-flip-v1") == "ood-v3"
+    assert ood.latest_version(tmp_path, embedder_version="insightface-buffalo_l") is None
+    # The shipped weights: the default version has its filter, an untrained version none.
+    shipped = ood.model_for("dlib-resnet-v1")
+    assert shipped is not None and shipped.embedder_version == "dlib-resnet-v1"
+    assert ood.model_for("insightface-buffalo_l") is None

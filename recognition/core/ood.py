@@ -419,13 +419,21 @@ def load_model(base: Path) -> OodModel:
     )
 
 
-def latest_version(weights_dir: Path = WEIGHTS_DIR) -> str | None:
-    """The highest ood-vN with both files present: committing ood-v2 makes it the model."""
+def latest_version(
+    weights_dir: Path = WEIGHTS_DIR, embedder_version: str | None = None
+) -> str | None:
+    """The highest ood-vN with both files present (committing ood-v2 makes it the model); with
+    `embedder_version`, the highest one trained on that embedder's vectors."""
     found = []
     for js in weights_dir.glob("ood-v*.json"):
         number = js.stem.removeprefix("ood-v")
-        if number.isdigit() and js.with_suffix(".pt").exists():
-            found.append((int(number), js.stem))
+        if not (number.isdigit() and js.with_suffix(".pt").exists()):
+            continue
+        if embedder_version is not None:
+            trained_on = json.loads(js.read_text()).get("embedder_version")
+            if trained_on != embedder_version:
+                continue
+        found.append((int(number), js.stem))
     return max(found)[1] if found else None
 
 
@@ -440,6 +448,15 @@ def get_model(version: str | None = None) -> OodModel | None:
     if not base.with_suffix(".pt").exists() or not base.with_suffix(".json").exists():
         return None
     return load_model(base)
+
+
+@functools.cache
+def model_for(embedder_version: str) -> OodModel | None:
+    """The newest shipped filter trained on `embedder_version`'s vectors, or None (that version
+    is judged by the quality rules only): a filter trained for another model version never
+    takes this one's place."""
+    version = latest_version(embedder_version=embedder_version)
+    return get_model(version) if version else None
 
 
 # ---------------------------------------------------------------------------------------------

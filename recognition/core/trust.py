@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recognition.core.calibration import Thresholds, thresholds
-from recognition.core.ood import OodModel
+from recognition.core.ood import OodModel, model_for
 
 LEARNING_PHASE = (
     "Automatic matching is in a learning phase for this model: faces are checked for quality "
@@ -34,11 +34,12 @@ def match_thresholds(embedder_version: str) -> Thresholds | None:
         return None
 
 
-def ood_model_for(embedder_version: str, shipped: OodModel | None) -> OodModel | None:
-    """The filter trained for this version's vectors, or None (quality rules only)."""
+def ood_model_for(embedder_version: str, shipped: OodModel | None = None) -> OodModel | None:
+    """The filter trained for this version's vectors, or None (quality rules only): `shipped`
+    when it was trained on them, else the newest shipped filter that was."""
     if shipped is not None and shipped.embedder_version == embedder_version:
         return shipped
-    return None
+    return model_for(embedder_version)
 
 
 @dataclass(frozen=True)
