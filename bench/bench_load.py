@@ -18,6 +18,7 @@ import argparse
 import http.client
 import io
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -181,12 +182,25 @@ class Round:
         return sum(len(v) for v in self.latencies.values()) + sum(self.errors.values())
 
 
-def _user(port: int, cookie: str, walk: list[tuple[str, str]], times: int, out: Round) -> None:
+def _user(
+    port: int,
+    cookie: str,
+    walk: list[tuple[str, str]],
+    times: int,
+    out: Round,
+    think: float = 0.0,
+    seed: int = 0,
+) -> None:
+    """One user: `times` GETs along `walk`; with `think`, a pause before each request (uniform
+    between half and one and a half times `think` seconds: a person reading the page)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     deadline = time.monotonic() + DEADLINE_SECONDS
+    pauses = random.Random(seed)
     for i in range(times):
         if time.monotonic() > deadline:
             break
+        if think:
+            time.sleep(pauses.uniform(0.5 * think, 1.5 * think))
         name, path = walk[i % len(walk)]
         start = time.perf_counter()
         try:
@@ -206,11 +220,12 @@ def _user(port: int, cookie: str, walk: list[tuple[str, str]], times: int, out: 
     conn.close()
 
 
-def _round(port: int, world: World, requests_per_user: int) -> Round:
+def _round(port: int, world: World, requests_per_user: int, think: float = 0.0) -> Round:
     result = Round()
     threads = [
         threading.Thread(
-            target=_user, args=(port, cookie, _paths(world, k), requests_per_user, result)
+            target=_user,
+            args=(port, cookie, _paths(world, k), requests_per_user, result, think, k),
         )
         for k, cookie in enumerate(world.cookies)
     ]
@@ -286,6 +301,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="requests per user per round")
     parser.add_argument("--idle", type=int, default=120, help="seconds between the rounds")
     parser.add_argument("--photos", type=int, default=48)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean seconds each user pauses before a request (0: a closed loop, the worst case)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -314,11 +335,11 @@ def main() -> None:
         connections = {"before": _connections(url)}
         # One user alone first: each request's own cost, without queueing behind the others.
         alone = _round(port, replace(world, cookies=world.cookies[:1]), 4 * 9)
-        first = _round(port, world, args.requests)
+        first = _round(port, world, args.requests, args.think)
         connections["after round 1"] = _connections(url)
         time.sleep(args.idle)
         connections["after the idle"] = _connections(url)
-        second = _round(port, world, args.requests)
+        second = _round(port, world, args.requests, args.think)
         connections["after round 2"] = _connections(url)
     finally:
         server.terminate()
@@ -329,14 +350,22 @@ def main() -> None:
     workers = env.get("FACEWEB_WEB_WORKERS") or "default (2 x cores + 1)"
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
+    think = f" --think {args.think:g}" if args.think else ""
+    pause = (
+        f", each pausing {0.5 * args.think:g}-{1.5 * args.think:g} s before every request "
+        "(reading the page)"
+        if args.think
+        else ", no pause between requests (a closed loop: the worst case)"
+    )
     text = [
-        "## Load: 50 users on gunicorn (`python -m bench.bench_load`)",
+        f"## Load: {args.users} users on gunicorn (`python -m bench.bench_load{think}`)",
         "",
         f"`python -m bench.bench_load --users {args.users} --requests {args.requests} "
-        f"--idle {args.idle}`: gunicorn as `./dev run` starts it ({workers} sync workers, "
+        f"--idle {args.idle}{think}`: gunicorn as `./dev run` starts it ({workers} sync workers, "
         f"CONN_MAX_AGE {os.environ.get('FACEWEB_DB_CONN_MAX_AGE', '60')} s) on 127.0.0.1, "
         f"{args.users} signed-in users at once (one thread and keep-alive connection each, "
-        f"{args.requests} GETs per user per round over 9 pages, API lists and a thumbnail), "
+        f"{args.requests} GETs per user per round over 9 pages, API lists and a thumbnail"
+        f"{pause}), "
         f"a gallery of {args.photos} photos with 2 named faces each. The client runs on the same "
         f"2-core machine. Load average at the end: {' '.join(load)}.",
         "",
@@ -354,13 +383,16 @@ def main() -> None:
         f"({args.users} / {first.requests / first.seconds:.0f} req/s = "
         f"{args.users / (first.requests / first.seconds):.1f} s in round 1): the latencies under "
         "load are queueing for the CPU, which the machine's other processes share (the load "
-        "average above); one user alone shows each request's own cost.",
+        "average above); one user alone shows each request's own cost."
+        if not args.think
+        else f"With pauses the users ask for {first.requests / first.seconds:.0f} req/s in "
+        "round 1; latencies above one user's own cost are queueing for the CPU.",
     ]
     print("\n".join(text))
     if not args.no_write:
         from bench._report import write_section
 
-        write_section("load", "\n".join(text))
+        write_section("load-think" if args.think else "load", "\n".join(text))
 
 
 if __name__ == "__main__":
