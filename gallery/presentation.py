@@ -179,7 +179,7 @@ def face_status(face: Face) -> FaceStatus:
         reasons = [Reason("filter", SENTENCES["filter"])]
     notes = []
     if face.review_status == Face.Review.APPROVED:
-        notes.append("A reviewer checked this face: it is used for matching.")
+        notes.append("A person checked this face: it is used for matching.")
     elif face.review_status == Face.Review.CONFIRMED:
         notes.append("A reviewer agreed it should not be used for matching.")
     if face.manual:

@@ -123,7 +123,7 @@ def test_it_shows_each_state_in_its_own_words_on_the_photo(
     assert html.count("<li>Too blurry to recognise reliably</li>") == 2
     assert html.count("<li>Unusual face: not used for automatic matching</li>") == 2
     assert "1 box marked as not a face" in html
-    assert "A reviewer checked this face: it is used for matching." in html
+    assert "A person checked this face: it is used for matching." in html
 
 
 def test_it_sends_no_inline_script_or_handler(

@@ -139,7 +139,7 @@ def test_it_gives_each_face_one_state() -> None:
     # A reviewer's approval wins over the filter: the face is used, nothing says "rejected".
     approved = face_status(_face(ood_status="rejected", review_status="approved", ood_score=0.9))
     assert approved.state is State.UNKNOWN and approved.used_for_matching
-    assert approved.notes == ["A reviewer checked this face: it is used for matching."]
+    assert approved.notes == ["A person checked this face: it is used for matching."]
     assert "Filter score 0.90" in approved.staff
     # A confirmed tag on a face the filter kept out says so, in words.
     kept_out = face_status(
