@@ -181,3 +181,18 @@ def test_it_locates_the_model_files() -> None:
     assert path.is_file() and path.stat().st_size > 1_000_000
     with pytest.raises(FileNotFoundError):
         model_path("no_such_model.dat")
+
+
+@pytest.mark.parametrize(
+    "relative", ["photos/alex_lacamoire/img1.jpg", "photos/kit_harington/john2.jpeg"]
+)
+def test_centerface_finds_one_face_not_a_face_and_its_part_on_a_4000_px_photo(
+    relative: str,
+) -> None:
+    # The phone-photo size: the fine pass, too fine for a 1,100 px face, found part of it as a
+    # second, smaller face inside the whole one (IoU ~0.25, so NMS kept both).
+    image = load_rgb(relative)
+    photo = resized(image, 4000 / max(image.shape[:2]))
+    faces = detect_faces(photo, DetectorConfig(model="centerface"))
+    assert len(faces) == 1
+    assert faces[0].width > 900

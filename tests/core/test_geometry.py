@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recognition.core.geometry import euclidean_distances, iou, nms, squared_distances
+from recognition.core.geometry import (
+    drop_nested,
+    euclidean_distances,
+    iou,
+    nms,
+    squared_distances,
+)
 
 
 def test_it_computes_euclidean_distances() -> None:
@@ -49,3 +55,20 @@ def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     # [0, 0, 10, 4] overlaps the best box by 0.24: under the threshold, so it stays.
     assert nms(boxes, scores, 0.3).tolist() == [1, 2, 3]
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.3).tolist() == []
+
+
+def test_it_drops_a_box_inside_a_much_wider_one_and_keeps_neighbours() -> None:
+    boxes = np.array(
+        [
+            [100, 100, 1100, 1300],  # a whole face
+            [350, 400, 850, 900],  # a part of it, found as a face of its own
+            [1000, 200, 1500, 800],  # a neighbour overlapping the face's edge
+            [400, 450, 700, 750],  # also inside, but checked against the widest box too
+            [2000, 100, 2100, 220],  # a small face elsewhere
+        ]
+    )
+    assert drop_nested(boxes).tolist() == [0, 2, 4]
+    # Two boxes of about the same width never drop each other (that is NMS's job).
+    same = np.array([[0, 0, 100, 100], [10, 10, 100, 100]])
+    assert drop_nested(same).tolist() == [0, 1]
+    assert drop_nested(np.zeros((0, 4))).tolist() == []
