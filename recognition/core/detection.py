@@ -16,7 +16,7 @@ import functools
 import importlib.resources
 import importlib.util
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dlib
@@ -65,6 +65,79 @@ class DetectedFace:
     @property
     def height(self) -> int:
         return self.bottom - self.top
+
+
+def clipped_face(
+    box: Sequence[float],
+    image_size: tuple[int, int],
+    score: float,
+    landmarks: Iterable[Sequence[float]],
+    min_face_px: int,
+) -> DetectedFace | None:
+    """A detector's (left, top, right, bottom) box rounded and clipped to an image of
+    (height, width), or None when nothing of it is left inside."""
+    height, width = image_size
+    left, top = max(0, round(box[0])), max(0, round(box[1]))
+    right, bottom = min(width, round(box[2])), min(height, round(box[3]))
+    if right <= left or bottom <= top:
+        return None
+    return DetectedFace(
+        left=left,
+        top=top,
+        right=right,
+        bottom=bottom,
+        score=float(score),
+        landmarks=tuple((float(x), float(y)) for x, y in landmarks),
+        too_small=min(right - left, bottom - top) < min_face_px,
+    )
+
+
+# A detection must overlap a hand-drawn box this much to stand in for it.
+DRAWN_BOX_IOU = 0.3
+
+
+def around_drawn_box(
+    image_size: tuple[int, int], box: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """The region searched for a face a person drew (left, top, width, height): the box with
+    half its size around it, clipped to an image of (height, width), as (x0, y0, x1, y1)."""
+    height, width = image_size
+    left, top, w, h = box
+    return (
+        max(0, left - w // 2),
+        max(0, top - h // 2),
+        min(width, left + w + w // 2),
+        min(height, top + h + h // 2),
+    )
+
+
+def best_for_drawn_box(
+    found: Iterable[DetectedFace],
+    offset: tuple[int, int],
+    box: tuple[int, int, int, int],
+    min_face_px: int,
+) -> DetectedFace | None:
+    """Of the faces found in a region cut out at `offset` (x0, y0), the one overlapping the drawn
+    box (left, top, width, height) most, moved back to image pixels; None if none overlaps
+    by DRAWN_BOX_IOU."""
+    x0, y0 = offset
+    left, top, w, h = box
+    drawn = (left, top, left + w, top + h)
+    best: tuple[float, DetectedFace] | None = None
+    for f in found:
+        moved = (f.left + x0, f.top + y0, f.right + x0, f.bottom + y0)
+        overlap = iou(moved, drawn)
+        if overlap >= DRAWN_BOX_IOU and (best is None or overlap > best[0]):
+            best = (
+                overlap,
+                DetectedFace(
+                    *moved,
+                    score=f.score,
+                    landmarks=tuple((x + x0, y + y0) for x, y in f.landmarks),
+                    too_small=min(f.width, f.height) < min_face_px,
+                ),
+            )
+    return best[1] if best else None
 
 
 def model_path(name: str) -> pathlib.Path:
@@ -190,21 +263,15 @@ def detect_faces(
             round((rect.bottom() + 1) / scale) - 1,
         )
         shape = predictor(image, full)
-        left, top = max(0, full.left()), max(0, full.top())
-        right, bottom = min(width, full.right() + 1), min(height, full.bottom() + 1)
-        if right <= left or bottom <= top:
-            continue
-        faces.append(
-            DetectedFace(
-                left=left,
-                top=top,
-                right=right,
-                bottom=bottom,
-                score=float(score),
-                landmarks=tuple((float(p.x), float(p.y)) for p in shape.parts()),
-                too_small=min(right - left, bottom - top) < config.min_face_px,
-            )
+        face = clipped_face(
+            (full.left(), full.top(), full.right() + 1, full.bottom() + 1),
+            (height, width),
+            score,
+            ((p.x, p.y) for p in shape.parts()),
+            config.min_face_px,
         )
+        if face is not None:
+            faces.append(face)
     return faces
 
 
@@ -237,33 +304,15 @@ def face_in_box(
     is (score 0). The caller has clamped the box to the image.
     """
     image = _as_rgb(image)
-    height, width = image.shape[:2]
     left, top, w, h = box
-    pad_x, pad_y = w // 2, h // 2
-    x0, y0 = max(0, left - pad_x), max(0, top - pad_y)
-    x1, y1 = min(width, left + w + pad_x), min(height, top + h + pad_y)
+    x0, y0, x1, y1 = around_drawn_box(image.shape[:2], box)
     region = np.ascontiguousarray(image[y0:y1, x0:x1])
     local = DetectorConfig(
         model="hog", upsample=max(config.upsample, 2), max_side=800, min_face_px=0
     )
-    drawn = (left, top, left + w, top + h)
-    best: tuple[float, DetectedFace] | None = None
-    for found in detect_faces(region, local):
-        moved = (found.left + x0, found.top + y0, found.right + x0, found.bottom + y0)
-        overlap = iou(moved, drawn)
-        if overlap >= 0.3 and (best is None or overlap > best[0]):
-            shifted = DetectedFace(
-                left=moved[0],
-                top=moved[1],
-                right=moved[2],
-                bottom=moved[3],
-                score=found.score,
-                landmarks=tuple((x + x0, y + y0) for x, y in found.landmarks),
-                too_small=min(found.width, found.height) < config.min_face_px,
-            )
-            best = (overlap, shifted)
-    if best is not None:
-        return best[1]
+    found = best_for_drawn_box(detect_faces(region, local), (x0, y0), box, config.min_face_px)
+    if found is not None:
+        return found
     rect = dlib.rectangle(left, top, left + w - 1, top + h - 1)
     shape = _landmark_predictor()(image, rect)
     return DetectedFace(

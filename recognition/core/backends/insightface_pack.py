@@ -19,8 +19,13 @@ import numpy as np
 from PIL import Image
 
 from recognition.core.backends.packs import DET_SIZE, REC_SIZE, SCRFD_ANCHORS, SCRFD_STRIDES
-from recognition.core.detection import DetectedFace
-from recognition.core.geometry import iou
+from recognition.core.detection import (
+    DetectedFace,
+    around_drawn_box,
+    best_for_drawn_box,
+    clipped_face,
+)
+from recognition.core.geometry import nms
 from recognition.core.pipeline import Detected
 from recognition.core.versions import ARCFACE_DIM
 
@@ -67,22 +72,6 @@ def norm_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = REC_SIZE) -> n
         (size, size), Image.Transform.AFFINE, tuple(inverse), Image.Resampling.BILINEAR
     )
     return np.asarray(chip, dtype=np.uint8)
-
-
-def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
-    order = scores.argsort()[::-1]
-    keep: list[int] = []
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        xx1, yy1 = np.maximum(x1[i], x1[order[1:]]), np.maximum(y1[i], y1[order[1:]])
-        xx2, yy2 = np.minimum(x2[i], x2[order[1:]]), np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        overlap = inter / (areas[i] + areas[order[1:]] - inter)
-        order = order[1:][overlap <= threshold]
-    return keep
 
 
 def _anchor_centres(stride: int) -> np.ndarray:
@@ -165,29 +154,16 @@ class InsightFacePack:
         all_boxes = np.concatenate(boxes) / scale
         all_scores = np.concatenate(scores)
         all_points = np.concatenate(points) / scale
-        keep_idx = _nms(all_boxes, all_scores, NMS_THRESHOLD) if len(all_scores) else []
+        keep_idx = nms(all_boxes, all_scores, NMS_THRESHOLD)
         return all_boxes[keep_idx], all_scores[keep_idx], all_points[keep_idx]
 
     def _faces(self, rgb: np.ndarray, min_face_px: int) -> list[DetectedFace]:
-        height, width = rgb.shape[:2]
         boxes, scores, points = self._raw(rgb)
         faces = []
         for box, score, pts in zip(boxes, scores, points, strict=True):
-            left, top = max(0, round(box[0])), max(0, round(box[1]))
-            right, bottom = min(width, round(box[2])), min(height, round(box[3]))
-            if right <= left or bottom <= top:
-                continue
-            faces.append(
-                DetectedFace(
-                    left=left,
-                    top=top,
-                    right=right,
-                    bottom=bottom,
-                    score=float(score),
-                    landmarks=tuple((float(x), float(y)) for x, y in pts),
-                    too_small=min(right - left, bottom - top) < min_face_px,
-                )
-            )
+            face = clipped_face(box, rgb.shape[:2], score, pts, min_face_px)
+            if face is not None:
+                faces.append(face)
         return faces
 
     def detect_and_align(self, rgb: np.ndarray) -> Detected:
@@ -205,27 +181,12 @@ class InsightFacePack:
     def face_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> DetectedFace:
         """The detection overlapping a drawn box most (searched around the box); else the box
         itself with the template's five points placed in it (score 0)."""
-        height, width = rgb.shape[:2]
         left, top, w, h = box
-        x0, y0 = max(0, left - w // 2), max(0, top - h // 2)
-        x1, y1 = min(width, left + w + w // 2), min(height, top + h + h // 2)
-        drawn = (left, top, left + w, top + h)
-        best: tuple[float, DetectedFace] | None = None
-        for f in self._faces(np.ascontiguousarray(rgb[y0:y1, x0:x1]), 0):
-            moved = (f.left + x0, f.top + y0, f.right + x0, f.bottom + y0)
-            overlap = iou(moved, drawn)
-            if overlap >= 0.3 and (best is None or overlap > best[0]):
-                best = (
-                    overlap,
-                    DetectedFace(
-                        *moved,
-                        score=f.score,
-                        landmarks=tuple((x + x0, y + y0) for x, y in f.landmarks),
-                        too_small=min(f.width, f.height) < self.min_face_px,
-                    ),
-                )
-        if best is not None:
-            return best[1]
+        x0, y0, x1, y1 = around_drawn_box(rgb.shape[:2], box)
+        region = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+        found = best_for_drawn_box(self._faces(region, 0), (x0, y0), box, self.min_face_px)
+        if found is not None:
+            return found
         points = ARCFACE_TEMPLATE / 112.0 * np.array([w, h]) + np.array([left, top])
         return DetectedFace(
             left=left,
