@@ -7,6 +7,7 @@ go to test-artifacts/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -70,3 +71,17 @@ def sign_in(page: object, base_url: str, username: str, password: str) -> None:
     page.fill("input[name=password]", password)  # type: ignore[attr-defined]
     page.click("button[type=submit]")  # type: ignore[attr-defined]
     page.wait_for_url(f"{base_url}/")  # type: ignore[attr-defined]
+
+
+def blurred_obama(dest: Path) -> Path:
+    """A real photo blurred past use: radius 14 still lets the detector find the face (it is
+    ~370 px wide) but leaves the chip far below any blur limit the filter uses."""
+    from PIL import Image, ImageFilter
+
+    from tests.conftest import PHOTOS
+
+    with Image.open(PHOTOS / "obama" / "obama1.jpg") as img:
+        out = io.BytesIO()
+        img.convert("RGB").filter(ImageFilter.GaussianBlur(14)).save(out, format="JPEG")
+    dest.write_bytes(out.getvalue())
+    return dest

@@ -4,31 +4,21 @@ is matched; "Stop using this face" takes it back."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from PIL import Image, ImageFilter
 
 from gallery.actions.people import do_create_person
 from gallery.actions.photos import do_upload_photos
 from gallery.models import Face, Gallery
 from recognition.actions.identity import do_tag_face
 from recognition.models import ReviewDecision
-from tests.browser.conftest import sign_in
-from tests.conftest import PASSWORD, PHOTOS, upload_file
+from tests.browser.conftest import blurred_obama, sign_in
+from tests.conftest import PASSWORD, upload_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _blurred(dest: Path) -> Path:
-    with Image.open(PHOTOS / "obama" / "obama1.jpg") as img:
-        out = io.BytesIO()
-        img.convert("RGB").filter(ImageFilter.GaussianBlur(14)).save(out, format="JPEG")
-    dest.write_bytes(out.getvalue())
-    return dest
 
 
 def test_it_lets_the_owner_use_a_face_the_filter_set_aside_and_take_it_back(
@@ -43,7 +33,7 @@ def test_it_lets_the_owner_use_a_face_the_filter_set_aside_and_take_it_back(
 
     sign_in(page, base, "alice", PASSWORD)
     page.goto(f"{base}/galleries/{gallery.pk}/")
-    page.set_input_files("input[name=files]", str(_blurred(tmp_path / "blurred.jpg")))
+    page.set_input_files("input[name=files]", str(blurred_obama(tmp_path / "blurred.jpg")))
     page.locator("#batches .batch").first.get_by_text("Upload processed").wait_for()
     face = Face.objects.get(photo__original_name="blurred.jpg")
     assert face.ood_status == Face.Quality.REJECTED and not face.is_trusted

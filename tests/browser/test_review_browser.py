@@ -3,31 +3,19 @@ the review queue, and the approved face is matched to the person it shows."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from PIL import Image, ImageFilter
 
 from gallery.actions.people import do_create_person
 from gallery.actions.photos import do_upload_photos
 from gallery.models import Face, Gallery
 from recognition.actions.identity import do_tag_face
-from tests.browser.conftest import sign_in
-from tests.conftest import PASSWORD, PHOTOS, upload_file
+from tests.browser.conftest import blurred_obama, sign_in
+from tests.conftest import PASSWORD, upload_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _blurred(dest: Path) -> Path:
-    # Radius 14 still lets HOG find the face (it is ~370 px wide) but leaves the chip far below
-    # any blur limit the filter uses.
-    with Image.open(PHOTOS / "obama" / "obama1.jpg") as img:
-        out = io.BytesIO()
-        img.convert("RGB").filter(ImageFilter.GaussianBlur(14)).save(out, format="JPEG")
-    dest.write_bytes(out.getvalue())
-    return dest
 
 
 def test_it_lets_a_reviewer_approve_a_rejected_face_which_then_gets_matched(
@@ -44,7 +32,7 @@ def test_it_lets_a_reviewer_approve_a_rejected_face_which_then_gets_matched(
 
     sign_in(page, base, "alice", PASSWORD)
     page.goto(f"{base}/galleries/{gallery.pk}/")
-    page.set_input_files("input[name=files]", str(_blurred(tmp_path / "blurred-obama.jpg")))
+    page.set_input_files("input[name=files]", str(blurred_obama(tmp_path / "blurred-obama.jpg")))
     page.locator("#batches .batch").first.get_by_text("Upload processed").wait_for()
     face = Face.objects.get(photo__original_name="blurred-obama.jpg")
     assert face.ood_status == Face.Quality.REJECTED and face.person_id is None
