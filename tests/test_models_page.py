@@ -32,7 +32,7 @@ def test_it_lists_the_models_with_the_active_one_and_their_trust(staff: User) ->
     assert DLIB_RESNET_VERSION in page and DLIB_RESNET_FLIP_VERSION in page
     assert "In use" in page and "No model change yet" in page
     # The flip version is calibrated but has no filter of its own yet.
-    assert "Calibrated; faces are checked for quality only (filter not trained for it)" in page
+    assert "Calibrated; faces are checked for quality only (size, sharpness, pose" in page
     assert "names are not given automatically" not in page
 
 
@@ -81,3 +81,25 @@ def test_it_searches_in_the_learning_phase_without_calling_anyone_the_same(
     outcome = response.context["outcome"]
     assert outcome.hits[0].person == obama and outcome.answer == "possible"
     assert "Automatic matching is in a learning phase" in response.content.decode()
+
+
+def test_its_forms_carry_the_csrf_token_a_browser_must_send(staff: User) -> None:
+    """The switch and drop buttons are plain forms: without the token a browser got 403."""
+    import re
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff)
+    page = client.get("/models/").content.decode()
+    forms = re.findall(r'<form method="post" action="(/models/[a-z]+/)">(.*?)</form>', page, re.S)
+    assert {action for action, _ in forms} == {"/models/switch/", "/models/drop/"}
+    for action, body in forms:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body)
+        assert token, f"{action} has no CSRF token"
+    drop = dict(forms)["/models/drop/"]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', drop)
+    assert token is not None
+    response = client.post(
+        "/models/drop/",
+        {"csrfmiddlewaretoken": token.group(1), "name": DLIB_RESNET_FLIP_VERSION},
+    )
+    assert response.status_code == 302
